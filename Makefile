@@ -1,0 +1,29 @@
+# The README's two commands: `make train` and `make test`. Each sets up what is missing.
+#
+#   make train [CONFIG=...] [WORK_DIR=...] [OFFLINE=1] [TRAIN_ARGS='--amp ...']
+#   make test  [PYTEST_ARGS='-m "not slow"']
+#   PY=/path/to/python make test    use an existing environment (no .venv set-up)
+
+PY ?= .venv/bin/python
+CONFIG ?= configs/baselines/faster-rcnn_r50_fpn_kitti_tiny.py
+WORK_DIR ?= work_dirs/$(basename $(notdir $(CONFIG)))
+# Where KittiTiny comes from (tools/prepare_data.py): a sibling shared/ copy if there is
+# one, else the official download.
+KITTI_TINY_SRC ?= $(wildcard ../shared/data/kitti_tiny)
+export KITTI_TINY_SRC
+# OFFLINE=1: no pretrained weights to download, train from random initialisation.
+OFFLINE_ARGS := $(if $(OFFLINE),--cfg-options load_from=None model.backbone.init_cfg=None)
+ENV := $(if $(filter .venv/bin/python,$(PY)),env)
+
+.PHONY: env data train test
+env:
+	bash tools/setup_env.sh
+
+data: $(ENV)
+	$(PY) tools/prepare_data.py kitti_tiny
+
+train: $(ENV) data
+	$(PY) tools/train.py $(CONFIG) --work-dir $(WORK_DIR) $(OFFLINE_ARGS) $(TRAIN_ARGS)
+
+test: $(ENV) data
+	$(PY) -m pytest $(PYTEST_ARGS)

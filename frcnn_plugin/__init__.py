@@ -1,0 +1,15 @@
+"""Faster R-CNN written from scratch, one readable component at a time, as an
+MMDetection 3.x plugin.
+
+Importing the package (configs do it with ``custom_imports``) registers its
+components in mmdet's registries (``Scratch*`` names) and lets ``torch.load`` read
+mmengine checkpoints under torch >= 2.6's ``weights_only=True``
+(see :mod:`frcnn_plugin.checkpoint`).
+"""
+from .checkpoint import allow_mmengine_checkpoints
+from .datasets import KittiTinyDataset
+
+__version__ = '0.1.0'
+__all__ = ['KittiTinyDataset', 'allow_mmengine_checkpoints', '__version__']
+
+allow_mmengine_checkpoints()

@@ -1,0 +1,3 @@
+from .kitti_tiny import KittiTinyDataset, parse_kitti_label
+
+__all__ = ['KittiTinyDataset', 'parse_kitti_label']

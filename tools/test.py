@@ -1,0 +1,18 @@
+#!/usr/bin/env python
+"""Test (and evaluate) a detector: mmdet's own tools/test.py, same flags, same behaviour.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.pkl] [--show]
+        [--show-dir DIR] [--wait-time S] [--cfg-options KEY=VALUE ...] [--launcher ...] [--tta]
+
+This checkout's frcnn_plugin is imported first, whatever else is installed, so
+configs find our components and checkpoints load under torch >= 2.6.
+"""
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from frcnn_plugin.mmdet_tools import run_mmdet_tool  # noqa: E402
+
+if __name__ == '__main__':
+    run_mmdet_tool('test.py')

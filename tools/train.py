@@ -1,0 +1,18 @@
+#!/usr/bin/env python
+"""Train a detector: mmdet's own tools/train.py, same flags, same behaviour.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--auto-scale-lr] [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+
+This checkout's frcnn_plugin is imported first, whatever else is installed, so
+configs find our components and checkpoints load under torch >= 2.6.
+"""
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from frcnn_plugin.mmdet_tools import run_mmdet_tool  # noqa: E402
+
+if __name__ == '__main__':
+    run_mmdet_tool('train.py')
