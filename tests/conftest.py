@@ -38,3 +38,4 @@ def kitti_tiny_root():
 def python():
     """The interpreter running the tests, for the tools' subprocesses."""
     return sys.executable
+

@@ -8,7 +8,7 @@ this class gives it the ``bbox_coder`` interface mmdet's heads call.
 """
 from typing import Optional, Sequence, Union
 
-from mmdet.models.task_modules.coders.base_bbox_coder import BaseBBoxCoder
+from mmdet.models.task_modules import BaseBBoxCoder
 from mmdet.registry import TASK_UTILS
 from mmdet.structures.bbox import BaseBoxes, HorizontalBoxes, get_box_tensor
 from torch import Tensor

@@ -9,13 +9,13 @@ from numbers import Real
 from typing import Optional, Tuple, Union
 
 import torch
-from mmdet.models.task_modules.assigners import AssignResult, BaseAssigner
+from mmdet.models.task_modules import AssignResult, BaseAssigner
 from mmdet.registry import TASK_UTILS
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 # Registers the default IoU calculator, so building this assigner needs no other import.
-from . import iou_calculator  # noqa: F401
+from .iou_calculator import ScratchBboxOverlaps2D  # noqa: F401
 
 
 @TASK_UTILS.register_module()

@@ -7,8 +7,7 @@ mmdet does, with the same torch random calls in the same order, so that a model
 built with this sampler trains step for step like one built with mmdet's.
 """
 import torch
-from mmdet.models.task_modules.assigners import AssignResult
-from mmdet.models.task_modules.samplers import SamplingResult
+from mmdet.models.task_modules import AssignResult, SamplingResult
 from mmdet.registry import TASK_UTILS
 from mmdet.structures.bbox import BaseBoxes, cat_boxes
 from mmengine.structures import InstanceData
