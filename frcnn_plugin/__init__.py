@@ -6,16 +6,20 @@ components in mmdet's registries (``Scratch*`` names) and lets ``torch.load`` re
 mmengine checkpoints under torch >= 2.6's ``weights_only=True``
 (see :mod:`frcnn_plugin.checkpoint`).
 """
-from . import ops
 from .checkpoint import allow_mmengine_checkpoints
 from .datasets import KittiTinyDataset
+from .models import ScratchBBoxHead, ScratchRoIExtractor, ScratchRPNHead, ScratchVGG16
+from .ops import ScratchRoIAlign, ScratchRoIPool, batched_nms, nms
 from .task_modules import (ScratchAnchorGenerator, ScratchBboxOverlaps2D,
                            ScratchDeltaXYWHBBoxCoder, ScratchMaxIoUAssigner,
                            ScratchRandomSampler)
 
 __version__ = '0.1.0'
-__all__ = ['KittiTinyDataset', 'ScratchAnchorGenerator', 'ScratchBboxOverlaps2D',
-           'ScratchDeltaXYWHBBoxCoder', 'ScratchMaxIoUAssigner', 'ScratchRandomSampler',
-           'allow_mmengine_checkpoints', '__version__']
+__all__ = [
+    'KittiTinyDataset', 'ScratchAnchorGenerator', 'ScratchBBoxHead', 'ScratchBboxOverlaps2D',
+    'ScratchDeltaXYWHBBoxCoder', 'ScratchMaxIoUAssigner', 'ScratchRPNHead',
+    'ScratchRandomSampler', 'ScratchRoIAlign', 'ScratchRoIExtractor', 'ScratchRoIPool',
+    'ScratchVGG16', 'allow_mmengine_checkpoints', 'batched_nms', 'nms', '__version__'
+]
 
 allow_mmengine_checkpoints()

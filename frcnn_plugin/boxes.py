@@ -161,3 +161,31 @@ def clip_boxes(boxes: Tensor, max_shape: MaxShape) -> Tensor:
     if bounds.ndim > 1:
         bounds = bounds.unsqueeze(-2)
     return boxes.clamp(min=0).clamp_(max=bounds)
+
+
+def rescale_boxes(boxes: Tensor, scale_factor: Sequence[float]) -> Tensor:
+    """``(..., 4 * k)`` boxes in the resized image -> the original image.
+
+    ``scale_factor`` is ``(w_scale, h_scale)``, what the resize multiplied by; the
+    boxes are multiplied by the reciprocals (computed in Python, as mmdet does, so
+    the results are bit-equal to mmdet's heads).
+    """
+    inverse = boxes.new_tensor([1 / s for s in scale_factor])
+    return boxes * inverse.repeat(boxes.size(-1) // 2)
+
+
+def anchors_inside(anchors: Tensor, img_shape: Sequence[int], allowed_border: float) -> Tensor:
+    """``(N, 4) -> (N,)`` bool: the anchor lies in the image grown by ``allowed_border``.
+
+        x1 >= -b,  y1 >= -b,  x2 < W + b,  y2 < H + b          (b = allowed_border)
+
+    ``b = 0`` is the paper's "ignore cross-boundary anchors" (the seed's
+    ``index_inside``); ``b < 0`` keeps every anchor.
+    """
+    if allowed_border < 0:
+        return anchors.new_ones(anchors.size(0), dtype=torch.bool)
+    img_h, img_w = img_shape[:2]
+    low = (anchors[:, :2] >= -allowed_border).all(dim=1)
+    high = (anchors[:, 2:] < anchors.new_tensor(
+        [img_w + allowed_border, img_h + allowed_border])).all(dim=1)
+    return low & high

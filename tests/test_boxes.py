@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from frcnn_plugin.boxes import (box_area, box_overlaps, clip_boxes, decode_deltas,
-                                encode_deltas)
+from frcnn_plugin.boxes import (anchors_inside, box_area, box_overlaps, clip_boxes,
+                                decode_deltas, encode_deltas, rescale_boxes)
 
 A = [0., 0., 10., 10.]
 B = [5., 5., 15., 15.]      # overlaps A on a 5 x 5 square
@@ -146,3 +146,17 @@ def test_clip_boxes():
     torch.testing.assert_close(clipped[1, 0], torch.tensor([0., 3., 12., 4.] * 2))
     with pytest.raises(ValueError, match='max_shape'):
         clip_boxes(batch, [(50, 30), (4, 12), (1, 1)])
+
+
+def test_anchors_inside():
+    anchors = torch.tensor([[0., 0., 10., 10.], [-2., 0., 10., 10.], [0., 0., 20., 10.],
+                            [0., 0., 19.9, 14.9]])
+    assert anchors_inside(anchors, (15, 20), 0).tolist() == [True, False, False, True]
+    assert anchors_inside(anchors, (15, 20), 2).tolist() == [True, True, True, True]
+    assert anchors_inside(anchors, (15, 20), -1).all()
+
+
+def test_rescale_boxes_divides_by_the_resize_factors():
+    boxes = torch.tensor([[10., 20., 30., 40., 50., 60., 70., 80.]])
+    expected = torch.tensor([[5., 40., 15., 80., 25., 120., 35., 160.]])
+    assert torch.equal(rescale_boxes(boxes, (2., 0.5)), expected)

@@ -1,4 +1,7 @@
-"""Pure-torch operators: NMS (seed step "proposal layer"), equal to mmcv's."""
+"""Pure-torch operators, equal to mmcv's: NMS (seed step "proposal layer") and RoI pooling
+(``ScratchRoIAlign``, ``ScratchRoIPool``, registered in mmdet's ``MODELS``)."""
 from .nms import batched_nms, nms
+from .roi_align import ScratchRoIAlign
+from .roi_pool import ScratchRoIPool
 
-__all__ = ['batched_nms', 'nms']
+__all__ = ['ScratchRoIAlign', 'ScratchRoIPool', 'batched_nms', 'nms']

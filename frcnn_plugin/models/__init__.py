@@ -1,0 +1,8 @@
+"""Model components, one per file, each named after its seed step; registered in mmdet's
+``MODELS`` as drop-ins for the mmdet modules they are named after."""
+from .bbox_head import ScratchBBoxHead
+from .roi_extractor import ScratchRoIExtractor
+from .rpn_head import ScratchRPNHead
+from .vgg import ScratchVGG16
+
+__all__ = ['ScratchBBoxHead', 'ScratchRPNHead', 'ScratchRoIExtractor', 'ScratchVGG16']
