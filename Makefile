@@ -5,7 +5,7 @@
 #   PY=/path/to/python make test    use an existing environment (no .venv set-up)
 
 PY ?= .venv/bin/python
-CONFIG ?= configs/baselines/faster-rcnn_r50_fpn_kitti_tiny.py
+CONFIG ?= configs/frcnn_kitti_tiny.py
 WORK_DIR ?= work_dirs/$(basename $(notdir $(CONFIG)))
 # Where KittiTiny comes from (tools/prepare_data.py): a sibling shared/ copy if there is
 # one, else the official download.

@@ -8,6 +8,7 @@ mmengine checkpoints under torch >= 2.6's ``weights_only=True``
 """
 from .checkpoint import allow_mmengine_checkpoints
 from .datasets import KittiTinyDataset
+from .finetune import FineTuneHook
 from .models import ScratchBBoxHead, ScratchRoIExtractor, ScratchRPNHead, ScratchVGG16
 from .ops import ScratchRoIAlign, ScratchRoIPool, batched_nms, nms
 from .task_modules import (ScratchAnchorGenerator, ScratchBboxOverlaps2D,
@@ -16,10 +17,11 @@ from .task_modules import (ScratchAnchorGenerator, ScratchBboxOverlaps2D,
 
 __version__ = '0.1.0'
 __all__ = [
-    'KittiTinyDataset', 'ScratchAnchorGenerator', 'ScratchBBoxHead', 'ScratchBboxOverlaps2D',
-    'ScratchDeltaXYWHBBoxCoder', 'ScratchMaxIoUAssigner', 'ScratchRPNHead',
-    'ScratchRandomSampler', 'ScratchRoIAlign', 'ScratchRoIExtractor', 'ScratchRoIPool',
-    'ScratchVGG16', 'allow_mmengine_checkpoints', 'batched_nms', 'nms', '__version__'
+    'FineTuneHook', 'KittiTinyDataset', 'ScratchAnchorGenerator', 'ScratchBBoxHead',
+    'ScratchBboxOverlaps2D', 'ScratchDeltaXYWHBBoxCoder', 'ScratchMaxIoUAssigner',
+    'ScratchRPNHead', 'ScratchRandomSampler', 'ScratchRoIAlign', 'ScratchRoIExtractor',
+    'ScratchRoIPool', 'ScratchVGG16', 'allow_mmengine_checkpoints', 'batched_nms',
+    'nms', '__version__'
 ]
 
 allow_mmengine_checkpoints()
