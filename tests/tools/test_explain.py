@@ -1,0 +1,122 @@
+"""tools/explain.py on a KittiTiny image with the seeds' VGG16 config at reduced scale:
+the pictures exist and are images, and the summary's counts are the real modules'."""
+import math
+import re
+import subprocess
+
+import mmcv
+import torch
+from mmengine.config import Config
+from mmengine.runner import save_checkpoint
+from mmdet.registry import MODELS, TASK_UTILS
+
+import frcnn_plugin  # noqa: F401  registers our components
+from frcnn_plugin.boxes import anchors_inside
+from frcnn_plugin.datasets import KittiTinyDataset
+
+CONFIG = 'configs/frcnn_kitti_tiny.py'
+IMAGE = '000050'  # four cars, two of them big enough for the 128-pixel anchors
+# Offline and fast: no ImageNet init, KITTI's 1242 x 375 resized to 500 x 151 (the test
+# pipeline's Resize is step 1), a narrow fc6 / fc7.
+OPTIONS = ('model.backbone.init_cfg=None', 'test_dataloader.dataset.pipeline.1.scale=(500,300)',
+           'model.roi_head.bbox_head.fc_out_channels=64')
+GT_PICTURES = {'04_rpn_targets.png', '06_rcnn_samples.png'}
+
+
+def explain(python, repo, out_dir, *args):
+    result = subprocess.run(
+        [python, 'tools/explain.py', CONFIG, *map(str, args), '--out-dir', str(out_dir),
+         '--cfg-options', *OPTIONS], cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return (out_dir / 'summary.txt').read_text()
+
+
+def field(summary, name):
+    match = re.search(rf'^{re.escape(name)}: (.*)$', summary, re.MULTILINE)
+    assert match, f'{name!r} not in summary:\n{summary}'
+    return match.group(1)
+
+
+def sizes(text):
+    return [tuple(map(int, size.split(' x '))) for size in text.split(', ')]
+
+
+def pictures(out_dir):
+    names = {path.name for path in out_dir.glob('*.png')}
+    for name in names:
+        image = mmcv.imread(str(out_dir / name))
+        assert image is not None and image.ndim == 3 and min(image.shape[:2]) > 100, name
+    return names
+
+
+def test_explain_with_gt(repo, kitti_tiny_root, python, tmp_path):
+    image = kitti_tiny_root / 'training' / 'image_2' / f'{IMAGE}.jpeg'
+    label = kitti_tiny_root / 'training' / 'label_2' / f'{IMAGE}.txt'
+    summary = explain(python, repo, tmp_path, image, '--gt-kitti', label)
+
+    names = pictures(tmp_path)
+    assert len(names) >= 6 and GT_PICTURES <= names
+    # Resize keeps the ratio: min(500 / 1242, 300 / 375) -> 500 x 151, padded to 16.
+    assert sizes(field(summary, 'image size (h x w)')) == [(375, 1242)]
+    [(img_h, img_w)] = sizes(field(summary, 'resized size (h x w)'))
+    assert (img_h, img_w) == (151, 500)
+    [(pad_h, pad_w)] = sizes(field(summary, 'padded size (h x w)'))
+    assert (pad_h, pad_w) == (16 * math.ceil(img_h / 16), 16 * math.ceil(img_w / 16))
+    assert sizes(field(summary, 'feature map sizes (h x w)')) == [(pad_h // 16, pad_w // 16)]
+    total = int(field(summary, 'total anchors'))
+    assert total == 9 * math.ceil(pad_h / 16) * math.ceil(pad_w / 16)
+
+    # Inside-image count: the config's anchors over the feature map, border 0.
+    model_cfg = Config.fromfile(repo / CONFIG).model
+    anchors = TASK_UTILS.build(model_cfg.rpn_head.anchor_generator).grid_priors(
+        [(pad_h // 16, pad_w // 16)], device='cpu')[0]
+    assert anchors.size(0) == total
+    inside = int(anchors_inside(anchors, (img_h, img_w), 0).sum())
+    assert 0 < inside < total
+    assert int(field(summary, 'inside-image anchors (allowed_border=0)')) == inside
+
+    rpn_pos, rpn_neg = map(int, re.match(r'positives (\d+), negatives (\d+)',
+                                         field(summary, 'RPN sampled')).groups())
+    assert rpn_pos > 0 and rpn_neg > 0 and rpn_pos + rpn_neg <= min(256, inside)
+    roi_pos, roi_neg = map(int, re.match(r'positives (\d+), negatives (\d+)',
+                                         field(summary, 'RoIs sampled')).groups())
+    # gt boxes join the proposals (add_gt_as_proposals): at least the 4 cars positive.
+    assert roi_pos >= 4 and roi_pos + roi_neg == 128
+    assert field(summary, 'gt boxes') == '4 (+ 1 ignore regions)'
+    assert 0 < int(field(summary, 'RPN proposals kept (test_cfg.rpn, after NMS)')) <= 300
+
+
+def test_explain_checkpoint_without_gt(repo, kitti_tiny_root, python, tmp_path):
+    """Trained-style run: weights from a checkpoint (class names from its meta), no gt."""
+    cfg = Config.fromfile(repo / CONFIG)
+    cfg.model.backbone.init_cfg = None
+    cfg.model.roi_head.bbox_head.fc_out_channels = 64
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    with torch.no_grad():  # confident class scores, so detections pass --score-thr
+        model.roi_head.bbox_head.fc_cls.weight.normal_(0, 1.0)
+    checkpoint = tmp_path / 'tiny.pth'
+    save_checkpoint({'state_dict': model.state_dict(),
+                     'meta': {'dataset_meta': dict(KittiTinyDataset.METAINFO)}}, str(checkpoint))
+    out_dir = tmp_path / 'out'
+    image = kitti_tiny_root / 'training' / 'image_2' / f'{IMAGE}.jpeg'
+    summary = explain(python, repo, out_dir, image, '--checkpoint', checkpoint,
+                      '--score-thr', '0.5')
+
+    names = pictures(out_dir)
+    assert len(names) >= 4 and not names & GT_PICTURES
+    assert '08_detections.png' in names and '07_roi_features.png' in names
+    assert 'skipped (no gt' in field(summary, 'RPN / RoI targets')
+    assert field(summary, 'checkpoint') == str(checkpoint)
+    drawn = int(re.search(r'(\d+) with score >= 0.5 drawn', summary).group(1))
+    assert drawn > 0
+
+
+def test_explain_missing_image(repo, python, tmp_path):
+    result = subprocess.run([python, 'tools/explain.py', CONFIG, 'no/such.jpeg',
+                             '--out-dir', str(tmp_path), '--cfg-options', *OPTIONS],
+                            cwd=repo, capture_output=True, text=True)
+    assert result.returncode != 0 and 'no/such.jpeg' in result.stderr
+    assert not list(tmp_path.glob('*.png'))
+
