@@ -15,10 +15,14 @@ from torch import Tensor
 # (128 x 12000 floats = 6 MB), never the N x N matrix (576 MB at 12000). 128
 # measured fastest on 2000-12000 RPN-like boxes (64 and 256 within ~20 %).
 BLOCK = 128
+# Per-group NMS decides all groups in one padded step while groups x longest^2 pair
+# comparisons stay below this (4 M: a few 16 MB temporaries).
+GROUPED_PAIRS = 1 << 22
 
 
 def _suppresses(rows: Tensor, cols: Tensor, iou_threshold: Tensor, offset: int) -> Tensor:
-    """``(5, m), (5, n) -> (m, n)`` bool: IoU of row box with column box ``> iou_threshold``.
+    """``(..., 5, m), (..., 5, n) -> (..., m, n)`` bool: IoU of row box with column box
+    ``> iou_threshold`` (leading dimensions: independent batches of boxes).
 
     Boxes come as columns ``x1, y1, x2, y2, area`` (area precomputed once per box).
     The arithmetic is mmcv's CPU kernel's, operation for operation, so every
@@ -31,8 +35,8 @@ def _suppresses(rows: Tensor, cols: Tensor, iou_threshold: Tensor, offset: int) 
     which changes the verdict for tiny or inverted boxes (mmcv's kernel does not,
     so a zero-area pair gives 0/0 = NaN, which never suppresses).
     """
-    x1, y1, x2, y2, area = (c[:, None] for c in rows)
-    x1_, y1_, x2_, y2_, area_ = cols
+    x1, y1, x2, y2, area = (c[..., :, None] for c in rows.unbind(-2))
+    x1_, y1_, x2_, y2_, area_ = (c[..., None, :] for c in cols.unbind(-2))
     w = torch.minimum(x2, x2_).sub_(torch.maximum(x1, x1_))
     h = torch.minimum(y2, y2_).sub_(torch.maximum(y1, y1_))
     if offset:
@@ -46,7 +50,8 @@ def _suppresses(rows: Tensor, cols: Tensor, iou_threshold: Tensor, offset: int) 
 def _greedy_in_block(suppress: Tensor) -> Tensor:
     """Greedy NMS inside one block, without a loop over its boxes.
 
-    ``suppress[i, j]``: box ``i`` (earlier, better score) knocks out box ``j``.
+    ``suppress[..., i, j]``: box ``i`` (earlier, better score) knocks out box ``j``;
+    leading dimensions are independent blocks.
     The greedy answer is the unique ``keep`` with
     ``keep[j] = no i < j has keep[i] and suppress[i, j]``; iterating that equation
     from ``keep = all`` fixes at least one more leading box per round, and any
@@ -54,9 +59,9 @@ def _greedy_in_block(suppress: Tensor) -> Tensor:
     after 1-4 rounds).
     """
     suppress = suppress.triu_(diagonal=1)
-    keep = torch.ones_like(suppress[0])
+    keep = torch.ones_like(suppress[..., 0, :])
     while True:
-        new_keep = ~(suppress & keep[:, None]).any(0)
+        new_keep = ~(suppress & keep[..., :, None]).any(-2)
         if torch.equal(new_keep, keep):
             return keep
         keep = new_keep
@@ -76,6 +81,13 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, offset: int = 0,
     Boxes with ``scores <= score_threshold`` are dropped first when it is > 0;
     ``max_num > 0`` truncates ``keep``.
     """
+    return _nms(boxes, scores, None, iou_threshold, offset, score_threshold, max_num)
+
+
+def _nms(boxes: Tensor, scores: Tensor, groups: Optional[Tensor], iou_threshold: float,
+         offset: int = 0, score_threshold: float = 0, max_num: int = -1) -> Tensor:
+    """:func:`nms`, told by ``groups (N,)`` (or None) that boxes of different groups
+    never suppress each other, so that only pairs within a group are compared."""
     if boxes.dim() != 2 or boxes.size(1) != 4:
         raise ValueError(f'boxes must be (N, 4), got {tuple(boxes.shape)}')
     if scores.shape != boxes.shape[:1]:
@@ -87,6 +99,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, offset: int = 0,
     if score_threshold > 0:
         candidates = (scores > score_threshold).nonzero().view(-1)
         boxes, scores = boxes[candidates], scores[candidates]
+        groups = None if groups is None else groups[candidates]
 
     order = scores.sort(descending=True)[1]
     x1, y1, x2, y2 = boxes[order].t()
@@ -96,27 +109,65 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, offset: int = 0,
     # The kernel compares in the boxes' float type; so does this.
     threshold = columns.new_tensor(float(iou_threshold))
 
-    # Invariant: ``rest`` holds, in score order, the boxes no kept box suppresses.
-    # Its leading block is therefore decided by the block alone; the block's
-    # kept boxes then knock out what they overlap in the rest. So each step costs
-    # (kept in block) x (still alive) comparisons, like the kernel's inner loop.
-    rest, rest_order = columns, order
-    kept = []
-    while rest.size(1):
-        # A short tail is decided in one block: one step less (small inputs, such
-        # as one class in batched_nms, are then a single step).
-        size = rest.size(1) if rest.size(1) <= 2 * BLOCK else BLOCK
-        block, rest = rest[:, :size], rest[:, size:]
-        keep = _greedy_in_block(_suppresses(block, block, threshold, offset))
-        kept.append(rest_order[:size][keep])
-        if rest.size(1):
-            alive = ~_suppresses(block[:, keep], rest, threshold, offset).any(0)
-            rest, rest_order = rest[:, alive], rest_order[size:][alive]
-
-    keep = torch.cat(kept) if kept else order
+    keep = None
+    if groups is not None:
+        keep = _grouped_keep(columns, groups[order], threshold, offset)
+    if keep is None:
+        keep = _block_keep(columns, threshold, offset)
+    keep = order[keep]
     if max_num > 0:
         keep = keep[:max_num]
     return keep if candidates is None else candidates[keep]
+
+
+def _block_keep(columns: Tensor, threshold: Tensor, offset: int) -> Tensor:
+    """Positions (ascending) of the boxes greedy NMS keeps, ``columns`` ``(5, N)`` in score order.
+
+    Invariant: ``rest`` holds, in score order, the boxes no kept box suppresses.
+    Its leading block is therefore decided by the block alone; the block's kept
+    boxes then knock out what they overlap in the rest. So each step costs
+    (kept in block) x (still alive) comparisons, like the kernel's inner loop.
+    """
+    rest = columns
+    position = torch.arange(columns.size(1), device=columns.device)
+    kept = []
+    while rest.size(1):
+        # A short tail is decided in one block: one step less (small inputs are
+        # then a single step).
+        size = rest.size(1) if rest.size(1) <= 2 * BLOCK else BLOCK
+        block, rest = rest[:, :size], rest[:, size:]
+        keep = _greedy_in_block(_suppresses(block, block, threshold, offset))
+        kept.append(position[:size][keep])
+        if rest.size(1):
+            alive = ~_suppresses(block[:, keep], rest, threshold, offset).any(0)
+            rest, position = rest[:, alive], position[size:][alive]
+    return torch.cat(kept) if kept else position
+
+
+def _grouped_keep(columns: Tensor, groups: Tensor, threshold: Tensor,
+                  offset: int) -> Optional[Tensor]:
+    """:func:`_block_keep` when only boxes of the same group can suppress each other
+    (``groups`` ``(N,)`` in score order): every group is one block of a padded
+    ``(G, 5, L)`` batch, all decided in a single step, which is what per-class NMS
+    of a detection head needs (many classes of a few hundred boxes). None (use the
+    block path) when a group is longer than a block of that path (``2 * BLOCK``: the
+    in-block iteration's rounds grow with its length) or the ``G x L x L``
+    comparisons would exceed ``GROUPED_PAIRS``.
+    """
+    _, by_group = groups.sort(stable=True)  # score order kept within each group
+    ids, sizes = groups[by_group].unique_consecutive(return_counts=True)
+    num_groups, longest = ids.numel(), int(sizes.max()) if ids.numel() else 0
+    if longest > 2 * BLOCK or num_groups * longest * longest > GROUPED_PAIRS:
+        return None
+    starts = sizes.cumsum(0) - sizes
+    slot = torch.arange(groups.numel(), device=groups.device) - starts.repeat_interleave(sizes)
+    group = torch.arange(num_groups, device=groups.device).repeat_interleave(sizes)
+    # Padding is NaN: its IoU with anything is NaN, which never suppresses.
+    padded = columns.new_full((num_groups, longest, 5), float('nan'))
+    padded[group, slot] = columns[:, by_group].t()
+    keep = _greedy_in_block(_suppresses(padded.transpose(1, 2), padded.transpose(1, 2),
+                                        threshold, offset))
+    return by_group[keep[group, slot]].sort()[0]
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, nms_cfg: Optional[Dict],
@@ -164,7 +215,10 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, nms_cfg: Optional[D
         boxes_for_nms = boxes + (idxs.to(boxes) * shift)[:, None]
 
     if boxes_for_nms.size(0) < split_thr:
-        keep = nms(boxes_for_nms, scores, **cfg)
+        # The shift keeps groups apart only when no coordinate is negative; then
+        # only pairs within a group need comparing.
+        apart = not class_agnostic and bool(boxes.min() >= 0)
+        keep = _nms(boxes_for_nms, scores, idxs if apart else None, **cfg)
         scores = scores[keep]
     else:
         max_num = cfg.pop('max_num', -1)

@@ -8,13 +8,15 @@ of every RoI is turned into interpolation weights at once, and the features of
 all RoIs come out of one sparse-times-dense product, equal to ``mmcv.ops.RoIAlign``.
 """
 import warnings
-from typing import Optional, Tuple, Union
+from typing import Tuple, Union
 
 import torch
 from mmdet.registry import MODELS
 from mmengine.utils import deprecated_api_warning
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
+
+from .first_max import first_max, pick_winners
 
 # mmcv's max mode starts every bin's running maximum here (not at -inf), so a bin
 # with no sample, or whose samples are all below it, outputs this value.
@@ -113,35 +115,6 @@ class SparseRowsTimesDense(torch.autograd.Function):
         crow_t[1:] = torch.bincount(col, minlength=ctx.num_cols).cumsum(0)
         transposed = csr_matrix(crow_t, row[order], val[order], (ctx.num_cols, num_rows))
         return None, None, None, transposed @ grad.contiguous()
-
-
-def first_max(values: Tensor, lengths: Tensor, floor: float,
-              need_winner: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
-    """Maxima of ``(S, C)`` values in consecutive groups of ``lengths`` ``(B,)``.
-
-    What a C kernel's running maximum does (mmcv's RoIAlign max mode, torchvision's
-    RoIPool): start each group at ``floor``, replace only by a strictly larger
-    value. Returns ``best`` ``(B, C)`` ``= max(floor, group)`` (no autograd) and,
-    if ``need_winner``, ``winner`` ``(B, C)``: the row of the *first* value
-    reaching it, the one that gets the gradient, or -1 where the floor won.
-    (``torch.segment_reduce`` would give every tied value the full gradient, which
-    double-counts samples clamped onto the same border pixel.)
-    """
-    num_values, channels = values.shape
-    group = torch.repeat_interleave(torch.arange(lengths.numel(), device=values.device), lengths)
-    spread = group[:, None].expand(-1, channels)
-    with torch.no_grad():
-        best = values.new_full((lengths.numel(), channels), floor)
-        best.scatter_reduce_(0, spread, values, 'amax')
-        if not need_winner:
-            return best, None
-        reaches = values == best.index_select(0, group)
-        # 32-bit row numbers: the (S, C) candidates are the largest temporary here.
-        row_dtype = torch.int32 if num_values < 2**31 - 1 else torch.int64
-        row = torch.arange(num_values, device=values.device, dtype=row_dtype)[:, None]
-        winner = torch.full_like(best, num_values, dtype=row_dtype)
-        winner.scatter_reduce_(0, spread, torch.where(reaches, row, num_values), 'amin')
-        return best, torch.where(best > floor, winner.long(), -1)
 
 
 def csr_from_dense(weights: Tensor, pixels: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
@@ -268,13 +241,19 @@ class ScratchRoIAlign(nn.Module):
         samples = SparseRowsTimesDense.apply(crow, col, val, features)
         out_h, out_w = self.output_size
         per_bin = (grid[:, 0] * grid[:, 1]).repeat_interleave(out_h * out_w)
-        best, winner = first_max(samples, per_bin, MAX_MODE_FLOOR, samples.requires_grad)
-        if winner is None:
-            return best
-        if samples.size(0) == 0:  # no sample anywhere: every bin is the floor;
-            return best + samples.sum()  # adding the empty sum (0) keeps autograd's link
-        # Picked with gather, so only the winning sample gets the gradient.
-        return torch.where(winner >= 0, samples.gather(0, winner.clamp(min=0)), best)
+        best, winner = first_max(samples.detach(), self._bin_groups(per_bin), per_bin.numel(),
+                                 MAX_MODE_FLOOR, samples.requires_grad)
+        return pick_winners(samples, best, winner, MAX_MODE_FLOOR)
+
+    @staticmethod
+    def _bin_groups(per_bin: Tensor):
+        """``(bins, samples)`` per sample count ``k``: the bins with ``k`` samples and
+        their rows ``(B, k)`` of the samples, which come bin after bin."""
+        first = per_bin.cumsum(0) - per_bin
+        counts, order = per_bin.sort(stable=True)
+        counts, sizes = counts.unique_consecutive(return_counts=True)
+        for k, bins in zip(counts.tolist(), order.split(sizes.tolist())):
+            yield bins, first[bins][:, None] + torch.arange(k, device=per_bin.device)
 
     def __repr__(self):
         return (f'{self.__class__.__name__}(output_size={self.output_size}, '

@@ -13,7 +13,7 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from .roi_align import first_max
+from .first_max import first_max, pick_winners
 
 
 def round_half_away(values: Tensor) -> Tensor:
@@ -59,11 +59,11 @@ class ScratchRoIPool(nn.Module):
     ``floor`` / ``ceil`` of the fractional edges), so on GPU it can differ by a
     cell at bin edges.
 
-    Vectorised: every (bin, cell) pair of every RoI is listed at once, the cells'
-    ``C`` values are read in one ``index_select`` from the channels-last features,
-    and :func:`first_max` reduces each bin's consecutive run (outside autograd);
-    the winning cells are then gathered again with autograd. Memory is the number
-    of cells read times ``C``, i.e. what the C kernel reads.
+    Vectorised by bin shape: all bins of ``r x c`` cells (a few dozen shapes)
+    are read at once as a dense ``(bins, r * c, C)`` block of the channels-last
+    features and reduced by :func:`~.first_max.first_max` (outside autograd);
+    the winning cells are then gathered again with autograd. Work and memory are
+    the cells read times ``C``, i.e. what the C kernel reads.
 
     Args:
         output_size: ``(out_h, out_w)`` or one int for both.
@@ -85,37 +85,37 @@ class ScratchRoIPool(nn.Module):
         size = (cells[:, 2:] - cells[:, :2] + 1).clamp(min=1)  # (n, 2): w, h
         y_lo, y_hi = axis_bins(cells[:, 1], size[:, 1], out_h, height, input.dtype)
         x_lo, x_hi = axis_bins(cells[:, 0], size[:, 0], out_w, width, input.dtype)
-        rows_per_bin = y_hi - y_lo  # (n, out_h)
-        cols_per_bin = x_hi - x_lo  # (n, out_w)
-        max_rows = int(rows_per_bin.max()) if n else 0
-        max_cols = int(cols_per_bin.max()) if n else 0
-
-        # Cell (i, j) of bin (p, q): (n, out_h, out_w, max_rows, max_cols), kept
-        # where i, j fall inside the bin; row-major, so each bin's cells are
-        # consecutive and in the kernel's scan order.
-        i = torch.arange(max_rows, device=rois.device)
-        j = torch.arange(max_cols, device=rois.device)
-        inside = ((i < rows_per_bin[:, :, None])[:, :, None, :, None]
-                  & (j < cols_per_bin[:, :, None])[:, None, :, None, :])
-        rows = (y_lo[:, :, None] + i)[:, :, None, :, None]
-        cols = (x_lo[:, :, None] + j)[:, None, :, None, :]
-        image_base = (rois[:, 0].long() * (height * width))[:, None, None, None, None]
-        pixels = ((image_base + rows * width) + cols).expand_as(inside)[inside]
-
+        # Per bin (n * out_h * out_w,): its first cell and its rows x cols of cells.
+        shape = (n, out_h, out_w)
+        rows = (y_hi - y_lo)[:, :, None].expand(shape).flatten()
+        cols = (x_hi - x_lo)[:, None, :].expand(shape).flatten()
+        first_cell = ((rois[:, 0].long() * (height * width))[:, None, None]
+                      + (y_lo * width)[:, :, None] + x_lo[:, None, :]).flatten()
         features = input.permute(0, 2, 3, 1).reshape(num_images * height * width, channels)
-        cells_per_bin = (rows_per_bin[:, :, None] * cols_per_bin[:, None, :]).flatten()
-        best, winner = first_max(features.detach().index_select(0, pixels), cells_per_bin,
-                                 torch.finfo(torch.float32).min,
+        floor = torch.finfo(torch.float32).min
+        best, winner = first_max(features.detach(),
+                                 self._bin_groups(first_cell, rows, cols, width),
+                                 n * out_h * out_w, floor,
                                  features.requires_grad and torch.is_grad_enabled())
-        if winner is None:
-            pooled = best
-        else:
-            # Read the winning cells from the features again, with autograd: the
-            # gradient goes to them alone, through a (bins, C) gather.
-            cell = pixels[winner.clamp(min=0)] if pixels.numel() else winner.clamp(min=0)
-            pooled = torch.where(winner >= 0, features.gather(0, cell), best)
-        pooled = pooled.masked_fill((cells_per_bin == 0)[:, None], 0)
+        pooled = pick_winners(features, best, winner, floor)
+        # A bin with no cell inside the map outputs 0, as torchvision's.
+        pooled = pooled.index_fill(0, ((rows == 0) | (cols == 0)).nonzero().flatten(), 0)
         return pooled.view(n, out_h, out_w, channels).permute(0, 3, 1, 2).contiguous()
+
+    @staticmethod
+    def _bin_groups(first_cell: Tensor, rows: Tensor, cols: Tensor, width: int):
+        """``(bins, cells)`` per bin shape ``r x c``: the bins of that shape and their
+        cells ``(B, r * c)``, row-major (the kernel's scan order)."""
+        if rows.numel() == 0:
+            return
+        stride = int(cols.max()) + 1
+        shapes, order = (rows * stride + cols).sort(stable=True)
+        shapes, counts = shapes.unique_consecutive(return_counts=True)
+        for shape, bins in zip(shapes.tolist(), order.split(counts.tolist())):
+            r, c = divmod(shape, stride)
+            offsets = (torch.arange(r, device=rows.device)[:, None] * width
+                       + torch.arange(c, device=rows.device)).flatten()
+            yield bins, first_cell[bins][:, None] + offsets
 
     def __repr__(self):
         return (f'{self.__class__.__name__}(output_size={self.output_size}, '

@@ -1,4 +1,6 @@
 """nms / batched_nms against mmcv.ops (the oracle) and torchvision.ops.nms."""
+import importlib
+
 import mmcv.ops
 import pytest
 import torch
@@ -260,3 +262,43 @@ def test_batched_nms_rejects_other_nms_types():
     boxes, scores, idxs = grouped(10, 0, groups=2)
     with pytest.raises(NotImplementedError, match='soft_nms'):
         batched_nms(boxes, scores, idxs, dict(type='soft_nms', iou_threshold=0.5))
+
+
+def spy_grouped(monkeypatch):
+    """Records what the one-step per-group path returned (None: it declined)."""
+    nms_module = importlib.import_module('frcnn_plugin.ops.nms')  # not the function
+    calls = []
+    real = nms_module._grouped_keep
+
+    def spy(*args):
+        calls.append(real(*args))
+        return calls[-1]
+    monkeypatch.setattr(nms_module, '_grouped_keep', spy)
+    return calls
+
+
+@pytest.mark.parametrize('classes,n', [(20, 3000), (80, 6000), (3, 60)])
+@pytest.mark.parametrize('seed', range(2))
+def test_batched_nms_per_class_in_one_step(monkeypatch, classes, n, seed):
+    # A detection head's per-class NMS: many classes, up to a few hundred boxes each.
+    calls = spy_grouped(monkeypatch)
+    boxes, scores, idxs = grouped(n, seed, groups=classes)
+    tied = torch.randint(0, 4, (n,), generator=torch.Generator().manual_seed(seed)) / 4
+    for s in (scores, tied):
+        for cfg in (dict(iou_threshold=0.5), dict(iou_threshold=0.3, max_num=100),
+                    dict(iou_threshold=0.5, score_threshold=0.3)):
+            assert_same_batched(boxes, s, idxs, cfg)
+    assert calls and all(keep is not None for keep in calls)
+
+
+def test_batched_nms_per_class_declines_long_groups_and_negative_boxes(monkeypatch):
+    calls = spy_grouped(monkeypatch)
+    boxes, scores, idxs = grouped(2000, 3, groups=2)  # ~1000 boxes a group: block path
+    assert_same_batched(boxes, scores, idxs, dict(iou_threshold=0.5))
+    assert calls == [None]
+    # Negative coordinates: the shift may not keep groups apart (mmcv then suppresses
+    # across groups), so the grouped path is not even asked.
+    boxes, scores, idxs = grouped(600, 4, groups=20)
+    boxes = boxes / 10 - 60
+    assert_same_batched(boxes, scores, idxs, dict(iou_threshold=0.3))
+    assert len(calls) == 1
