@@ -6,6 +6,8 @@ components in mmdet's registries (``Scratch*`` names) and lets ``torch.load`` re
 mmengine checkpoints under torch >= 2.6's ``weights_only=True``
 (see :mod:`frcnn_plugin.checkpoint`).
 """
+from . import dist  # noqa: F401  (--launcher pytorch on CPU-only machines)
+from .alternating import FreezeModulesHook
 from .checkpoint import allow_mmengine_checkpoints
 from .datasets import KittiTinyDataset
 from .finetune import FineTuneHook
@@ -17,11 +19,11 @@ from .task_modules import (ScratchAnchorGenerator, ScratchBboxOverlaps2D,
 
 __version__ = '0.1.0'
 __all__ = [
-    'FineTuneHook', 'KittiTinyDataset', 'ScratchAnchorGenerator', 'ScratchBBoxHead',
-    'ScratchBboxOverlaps2D', 'ScratchDeltaXYWHBBoxCoder', 'ScratchMaxIoUAssigner',
-    'ScratchRPNHead', 'ScratchRandomSampler', 'ScratchRoIAlign', 'ScratchRoIExtractor',
-    'ScratchRoIPool', 'ScratchVGG16', 'allow_mmengine_checkpoints', 'batched_nms',
-    'nms', '__version__'
+    'FineTuneHook', 'FreezeModulesHook', 'KittiTinyDataset', 'ScratchAnchorGenerator',
+    'ScratchBBoxHead', 'ScratchBboxOverlaps2D', 'ScratchDeltaXYWHBBoxCoder',
+    'ScratchMaxIoUAssigner', 'ScratchRPNHead', 'ScratchRandomSampler', 'ScratchRoIAlign',
+    'ScratchRoIExtractor', 'ScratchRoIPool', 'ScratchVGG16', 'allow_mmengine_checkpoints',
+    'batched_nms', 'nms', '__version__'
 ]
 
 allow_mmengine_checkpoints()
