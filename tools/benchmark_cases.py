@@ -1,0 +1,388 @@
+"""The cases of tools/benchmark.py: for each benchmark name, the inputs (seeded) and a pair
+of zero-argument callables, ours and mmdet's (or mmcv's / torchvision's), doing the same
+computation on them. Also the detector builders and the seed's loop-based anchor target
+layer, re-expressed from /work/shared/seeds/000_*.txt (and 003, which has the same code).
+
+A builder ``name(quick) -> [Case, ...]`` per benchmark name; ``CASES`` lists them in order.
+"""
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import mmcv.ops
+import torch
+import torchvision
+from mmengine.config import Config, ConfigDict
+from mmengine.hub import get_config
+from mmengine.structures import InstanceData
+from torch.nn.modules.utils import _pair
+
+import frcnn_plugin  # noqa: F401  registers the Scratch* types
+from frcnn_plugin.ops import nms as scratch_nms
+from frcnn_plugin.ops.roi_pool import ScratchRoIPool
+from mmdet.registry import MODELS, TASK_UTILS
+from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import bbox2roi
+
+REPO = Path(__file__).resolve().parents[1]
+
+# mmdet's type -> ours, for every component we replace.
+OURS = {'RPNHead': 'ScratchRPNHead', 'SingleRoIExtractor': 'ScratchRoIExtractor',
+        'RoIAlign': 'ScratchRoIAlign', 'Shared2FCBBoxHead': 'ScratchBBoxHead',
+        'AnchorGenerator': 'ScratchAnchorGenerator',
+        'DeltaXYWHBBoxCoder': 'ScratchDeltaXYWHBBoxCoder',
+        'MaxIoUAssigner': 'ScratchMaxIoUAssigner', 'RandomSampler': 'ScratchRandomSampler',
+        'BboxOverlaps2D': 'ScratchBboxOverlaps2D'}
+
+
+class TorchvisionRoIPool(torchvision.ops.RoIPool):
+    """mmcv's RoIPool has no CPU kernel: torchvision's stands in, with ``output_size`` a
+    pair as mmdet's SingleRoIExtractor reads it (it accepts a class as ``roi_layer.type``)."""
+
+    def __init__(self, output_size, spatial_scale=1.0):
+        super().__init__(_pair(output_size), spatial_scale)
+
+
+THEIRS = {**{ours: theirs for theirs, ours in OURS.items()}, 'ScratchRoIPool': TorchvisionRoIPool}
+
+
+def retyped(node, mapping):
+    """A copy of config ``node`` with every ``type`` found in ``mapping`` replaced."""
+    if isinstance(node, dict):
+        node = {key: retyped(value, mapping) for key, value in node.items()}
+        if isinstance(node.get('type'), str) and node['type'] in mapping:
+            node['type'] = mapping[node['type']]
+        return ConfigDict(node)
+    if isinstance(node, list):
+        return [retyped(value, mapping) for value in node]
+    return node
+
+
+@dataclass
+class Case:
+    """One timed comparison: ``heavy`` cases (whole detectors) get fewer repeats."""
+    name: str
+    ours: Callable[[], object]
+    theirs: Callable[[], object]
+    heavy: bool = False
+
+
+def r50_model():
+    """mmdet's Faster R-CNN R50-FPN model config (the reference of every FPN case)."""
+    model = get_config('mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py').model
+    model.backbone.init_cfg = None
+    return model
+
+
+def vgg_model():
+    """Our seed VGG16 model config (all components ours), no pretrained weights."""
+    model = Config.fromfile(str(REPO / 'configs/_base_/models/faster-rcnn_vgg16.py')).model
+    model.backbone.init_cfg = None
+    return model
+
+
+def random_boxes(n, h, w, g, min_size=2.):
+    """``(n, 4)`` boxes inside an ``h x w`` image."""
+    xy = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.8, h * 0.8])
+    wh = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.3, h * 0.3]) + min_size
+    return torch.minimum(torch.cat([xy, xy + wh], 1), torch.tensor([w, h, w, h]) - 1.)
+
+
+def gt_instances(n, h, w, g, num_classes=80):
+    return InstanceData(bboxes=random_boxes(n, h, w, g, 8.),
+                        labels=torch.randint(0, num_classes, (n,), generator=g))
+
+
+def pair(build, cfg):
+    """(ours, theirs): ``cfg`` built as mmdet's and retyped to ours."""
+    theirs_cfg = retyped(cfg, THEIRS)
+    return build(retyped(theirs_cfg, OURS)), build(theirs_cfg)
+
+
+# ------------------------------------------------------------------ task modules
+def anchor_generator(quick):
+    fpn = dict(type='AnchorGenerator', scales=[8], ratios=[0.5, 1.0, 2.0],
+               strides=[4, 8, 16, 32, 64])
+    seed = dict(type='AnchorGenerator', scales=[8, 16, 32], ratios=[0.5, 1.0, 2.0],
+                strides=[16], center_offset=0.5)
+    cases = []
+    for case, cfg, sizes in (('fpn_800x1344', fpn, [(200, 336), (100, 168), (50, 84),
+                                                    (25, 42), (13, 21)]),
+                             ('seed_50x84', seed, [(50, 84)])):
+        ours, theirs = pair(TASK_UTILS.build, cfg)
+        cases.append(Case(case, lambda g=ours, s=sizes: g.grid_priors(s, device='cpu'),
+                          lambda g=theirs, s=sizes: g.grid_priors(s, device='cpu')))
+    return cases
+
+
+def assign_inputs(num_priors, num_gts, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (InstanceData(priors=random_boxes(num_priors, 800, 1333, g)),
+            gt_instances(num_gts, 800, 1333, g))
+
+
+def rpn_and_rcnn_assigners():
+    """The R50-FPN train_cfg's two assigners, IoU calculator spelled out to be retyped."""
+    train = r50_model().train_cfg
+    out = []
+    for stage, num in (('rpn', 200_000), ('rcnn', 2000)):
+        cfg = copy.deepcopy(train[stage])
+        cfg.assigner.iou_calculator = dict(type='BboxOverlaps2D')
+        out.append((stage, num, cfg))
+    return out
+
+
+def assigner(quick):
+    cases = []
+    for stage, num, cfg in rpn_and_rcnn_assigners():
+        ours, theirs = pair(TASK_UTILS.build, cfg.assigner)
+        priors, gts = assign_inputs(num, 30)
+        cases.append(Case(f'{stage}_{num}x30', lambda a=ours, p=priors, t=gts: a.assign(p, t),
+                          lambda a=theirs, p=priors, t=gts: a.assign(p, t)))
+    return cases
+
+
+def seeded(fn, seed=0):
+    """``fn`` run after seeding torch, so both samplers draw the same numbers."""
+    def run():
+        torch.manual_seed(seed)
+        return fn()
+    return run
+
+
+def sampler(quick):
+    cases = []
+    for stage, num, cfg in rpn_and_rcnn_assigners():
+        priors, gts = assign_inputs(num, 30)
+        assign = TASK_UTILS.build(cfg.assigner).assign(priors, gts)
+        ours, theirs = pair(TASK_UTILS.build, cfg.sampler)
+        # A fresh copy each call: with add_gt_as_proposals the sampler adds the gts to it.
+        cases.append(Case(f'{stage}_{cfg.sampler.num}_of_{num}',
+                          seeded(lambda s=ours, a=assign, p=priors, t=gts:
+                                 s.sample(copy.deepcopy(a), p, t)),
+                          seeded(lambda s=theirs, a=assign, p=priors, t=gts:
+                                 s.sample(copy.deepcopy(a), p, t))))
+    return cases
+
+
+def coder(quick):
+    g = torch.Generator().manual_seed(0)
+    boxes, gts = random_boxes(200_000, 800, 1333, g), random_boxes(200_000, 800, 1333, g)
+    deltas = torch.randn(200_000, 4, generator=g)
+    ours, theirs = pair(TASK_UTILS.build, dict(type='DeltaXYWHBBoxCoder',
+                                               target_stds=[0.1, 0.1, 0.2, 0.2]))
+    return [Case('encode_200k', lambda: ours.encode(boxes, gts), lambda: theirs.encode(boxes, gts)),
+            Case('decode_200k', lambda: ours.decode(boxes, deltas, max_shape=(800, 1333)),
+                 lambda: theirs.decode(boxes, deltas, max_shape=(800, 1333)))]
+
+
+# ------------------------------------------------------------------------- ops
+def nms(quick):
+    cases = []
+    for n in (2000, 6000, 12000):
+        g = torch.Generator().manual_seed(n)
+        boxes, scores = random_boxes(n, 800, 1333, g), torch.rand(n, generator=g)
+        cases.append(Case(str(n), lambda b=boxes, s=scores: scratch_nms(b, s, 0.7),
+                          lambda b=boxes, s=scores: mmcv.ops.nms(b, s, 0.7)))
+    return cases
+
+
+def forward_backward(layer, feats, rois):
+    """``layer(feats, rois)`` and the gradient of its sum w.r.t. ``feats``."""
+    def run():
+        inputs = [f.detach().requires_grad_() for f in feats]
+        layer(inputs, rois).sum().backward()
+    return run
+
+
+def fpn_rois(num=512, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return bbox2roi([random_boxes(num, 800, 1333, g, 4.)])
+
+
+def roi_align(quick):
+    """Our ScratchRoIExtractor vs mmdet's SingleRoIExtractor (level mapping included), 512
+    RoIs over the 4 FPN levels of an 800x1344 batch, 256 channels, forward + backward."""
+    g = torch.Generator().manual_seed(0)
+    feats = [torch.randn(1, 256, h, w, generator=g) for h, w in
+             ((200, 336), (100, 168), (50, 84), (25, 42))]
+    rois = fpn_rois()
+    cases = []
+    for mode in ('avg', 'max'):
+        cfg = copy.deepcopy(r50_model().roi_head.bbox_roi_extractor)
+        cfg.roi_layer.pool_mode = mode
+        ours, theirs = pair(MODELS.build, cfg)
+        cases.append(Case(f'fpn_512_{mode}_fwd_bwd', forward_backward(ours, feats, rois),
+                          forward_backward(theirs, feats, rois)))
+    return cases
+
+
+def roi_pool(quick):
+    """ScratchRoIPool vs torchvision's RoIPool on the seed model's map (600x1000 image,
+    stride 16, 512 channels): 128 training RoIs forward + backward, 300 test RoIs forward."""
+    g = torch.Generator().manual_seed(0)
+    feat = torch.randn(1, 512, 38, 63, generator=g)
+    ours, theirs = ScratchRoIPool(7, 1 / 16), TorchvisionRoIPool(7, 1 / 16)
+    train_rois = bbox2roi([random_boxes(128, 600, 1000, g, 16.)])
+    test_rois = bbox2roi([random_boxes(300, 600, 1000, g, 16.)])
+
+    def fwd_bwd(layer):
+        return forward_backward(lambda f, r: layer(f[0], r), [feat], train_rois)
+
+    def forward(layer):
+        return lambda: layer(feat, test_rois)
+    return [Case('vgg_128_fwd_bwd', fwd_bwd(ours), fwd_bwd(theirs)),
+            Case('vgg_300_fwd', forward(ours), forward(theirs))]
+
+
+# ----------------------------------------------------------------------- heads
+def img_metas(h, w, pad):
+    return dict(img_shape=(h, w), pad_shape=pad, ori_shape=(h, w), scale_factor=(1., 1.))
+
+
+def rpn_head(quick):
+    """loss_by_feat (+ backward to the maps) and predict_by_feat on random head outputs
+    (the head's convs are the same nn.Conv2d on both sides, so they are left out)."""
+    vgg = retyped(vgg_model(), THEIRS)
+    return (rpn_head_cases('fpn', r50_model(), (800, 1333), (800, 1344),
+                           [(200, 336), (100, 168), (50, 84), (25, 42), (13, 21)])
+            + rpn_head_cases('vgg', vgg, (600, 1000), (608, 1008), [(38, 63)]))
+
+
+def rpn_head_cases(arch, model, img_shape, pad, levels):
+    cfg = dict(model.rpn_head, train_cfg=model.train_cfg.rpn, test_cfg=model.test_cfg.rpn)
+    cfg['train_cfg'].assigner.setdefault('iou_calculator', dict(type='BboxOverlaps2D'))
+    cfg['in_channels'] = cfg['feat_channels'] = 8
+    ours, theirs = pair(MODELS.build, cfg)
+    g = torch.Generator().manual_seed(0)
+    a = ours.num_base_priors
+    scores = [torch.randn(1, a, *s, generator=g) for s in levels]
+    deltas = [torch.randn(1, 4 * a, *s, generator=g) * 0.1 for s in levels]
+    gts, metas = [gt_instances(30, *img_shape, g, 1)], [img_metas(*img_shape, pad)]
+    gts[0].labels.zero_()  # the detector hands the RPN class-agnostic gts
+
+    def loss(head):
+        def run():
+            s = [x.detach().requires_grad_() for x in scores]
+            d = [x.detach().requires_grad_() for x in deltas]
+            losses = head.loss_by_feat(s, d, gts, metas)
+            sum(sum(v) for v in losses.values()).backward()
+        return seeded(run)
+
+    def predict(head):
+        return lambda: head.predict_by_feat(scores, deltas, batch_img_metas=metas,
+                                            cfg=head.test_cfg)
+    return [Case(f'{arch}_loss', loss(ours), loss(theirs)),
+            Case(f'{arch}_predict', predict(ours), predict(theirs))]
+
+
+def bbox_head(quick):
+    """loss_and_target (+ backward to the head outputs) of sampled RoIs, and
+    predict_by_feat of test RoIs, on random head outputs (the FCs are left out)."""
+    return (bbox_head_cases('fpn', r50_model(), (800, 1333), 1000)
+            + bbox_head_cases('vgg', retyped(vgg_model(), THEIRS), (600, 1000), 300))
+
+
+def bbox_head_cases(arch, model, img_shape, num_test):
+    ours, theirs = pair(MODELS.build, model.roi_head.bbox_head)
+    train = copy.deepcopy(model.train_cfg.rcnn)
+    g = torch.Generator().manual_seed(0)
+    proposals = InstanceData(priors=random_boxes(2000, *img_shape, g))
+    gts = gt_instances(30, *img_shape, g, theirs.num_classes)
+    torch.manual_seed(0)
+    result = TASK_UTILS.build(train.sampler).sample(
+        TASK_UTILS.build(train.assigner).assign(proposals, gts), proposals, gts)
+    rois = bbox2roi([result.priors])
+    n, k = rois.size(0), theirs.num_classes
+    cls_score = torch.randn(n, k + 1, generator=g)
+    bbox_pred = torch.randn(n, 4 * k, generator=g) * 0.1
+    test_rois = bbox2roi([random_boxes(num_test, *img_shape, g)])
+    test_scores = torch.randn(num_test, k + 1, generator=g) * 3
+    test_deltas = torch.randn(num_test, 4 * k, generator=g) * 0.1
+    metas = [img_metas(*img_shape, img_shape)]
+
+    def loss(head):
+        def run():
+            s, d = cls_score.detach().requires_grad_(), bbox_pred.detach().requires_grad_()
+            losses = head.loss_and_target(s, d, rois, [result], train)['loss_bbox']
+            sum(losses.values()).backward()
+        return run
+
+    def predict(head):
+        return lambda: head.predict_by_feat((test_rois,), (test_scores,), (test_deltas,),
+                                            metas, model.test_cfg.rcnn)
+    return [Case(f'{arch}_loss', loss(ours), loss(theirs)),
+            Case(f'{arch}_predict', predict(ours), predict(theirs))]
+
+
+# ------------------------------------------------------------------- detectors
+def detector_pair(arch):
+    """(ours, theirs) whole detectors with the same weights: R50-FPN from our config and
+    from mmdet's, or the seed VGG16 model and its retyping to mmdet's components."""
+    if arch == 'r50_fpn':
+        ours_cfg = Config.fromfile(
+            str(REPO / 'configs/_base_/models/faster-rcnn_r50_fpn_scratch.py')).model
+        ours_cfg.backbone.init_cfg = None
+        theirs_cfg = r50_model()
+    else:
+        ours_cfg = vgg_model()
+        theirs_cfg = retyped(ours_cfg, THEIRS)
+    torch.manual_seed(0)
+    ours, theirs = MODELS.build(ours_cfg), MODELS.build(theirs_cfg)
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    return ours, theirs
+
+
+def detector_batch(model, h, w, num_gts=4, training=True, seed=0):
+    """One random ``h x w`` image with ``num_gts`` gt boxes, through ``model``'s
+    data_preprocessor (the same for ours and theirs): (inputs, data_samples)."""
+    g = torch.Generator().manual_seed(seed)
+    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                         scale_factor=(1., 1.)))
+    sample.gt_instances = gt_instances(num_gts, h, w, g, model.roi_head.bbox_head.num_classes)
+    batch = dict(inputs=[torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8)],
+                 data_samples=[sample])
+    data = model.data_preprocessor(batch, training=training)
+    return data['inputs'], data['data_samples']
+
+
+def train_losses(model, inputs, samples, seed=0):
+    """Forward loss and backward (no optimizer step: the weights stay, so every repeat
+    is the same computation); returns the losses as floats."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)
+    losses = model.loss(inputs, copy.deepcopy(samples))
+    total, log_vars = model.parse_losses(losses)
+    total.backward()
+    return {key: value.item() for key, value in log_vars.items()}
+
+
+def predict(model, inputs, samples):
+    model.eval()
+    with torch.no_grad():
+        return model.predict(inputs, copy.deepcopy(samples))
+
+
+DETECTOR_SIZES = {'r50_fpn': ((800, 1333), (320, 512)), 'vgg16': ((600, 1000), (320, 512))}
+
+
+def detector_cases(run, training):
+    def build(quick):
+        cases = []
+        for arch, sizes in DETECTOR_SIZES.items():
+            ours, theirs = detector_pair(arch)
+            inputs, samples = detector_batch(ours, *sizes[quick], training=training)
+            cases.append(Case(arch, lambda m=ours, i=inputs, s=samples: run(m, i, s),
+                              lambda m=theirs, i=inputs, s=samples: run(m, i, s), heavy=True))
+        return cases
+    return build
+
+
+train_iter = detector_cases(train_losses, training=True)
+inference = detector_cases(predict, training=False)
+
+CASES = {fn.__name__: fn for fn in (anchor_generator, assigner, sampler, coder, nms, roi_align,
+                                    roi_pool, rpn_head, bbox_head)}
+CASES.update(train_iter=train_iter, inference=inference)
