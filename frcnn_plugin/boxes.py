@@ -95,9 +95,13 @@ def encode_deltas(boxes: Tensor, gt_boxes: Tensor,
     if boxes.shape != gt_boxes.shape or boxes.size(-1) != 4:
         raise ValueError(f'need two (..., 4) tensors of one shape, got '
                          f'{tuple(boxes.shape)} and {tuple(gt_boxes.shape)}')
-    centers, sizes = _centers_sizes(boxes.float())
-    gt_centers, gt_sizes = _centers_sizes(gt_boxes.float())
-    deltas = torch.cat([(gt_centers - centers) / sizes, torch.log(gt_sizes / sizes)], dim=-1)
+    # Column by column: contiguous 1-D temporaries are the fastest form on CPU.
+    x1, y1, x2, y2 = boxes.float().unbind(-1)
+    gx1, gy1, gx2, gy2 = gt_boxes.float().unbind(-1)
+    pw, ph = x2 - x1, y2 - y1
+    deltas = torch.stack([((gx1 + gx2) * 0.5 - (x1 + x2) * 0.5) / pw,
+                          ((gy1 + gy2) * 0.5 - (y1 + y2) * 0.5) / ph,
+                          torch.log((gx2 - gx1) / pw), torch.log((gy2 - gy1) / ph)], dim=-1)
     return deltas.sub_(deltas.new_tensor(means)).div_(deltas.new_tensor(stds))
 
 

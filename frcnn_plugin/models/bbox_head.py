@@ -213,20 +213,12 @@ class ScratchBBoxHead(BaseModule):
         ``reg_decoded_bbox``), ``N`` the RoIs of all images; with ``concat=False``
         each is a list of per-image tensors.
         """
-        pos_priors = [get_box_tensor(res.pos_priors) for res in sampling_results]
-        pos_gt_bboxes = [get_box_tensor(res.pos_gt_bboxes) for res in sampling_results]
-        counts = []  # per image: positives, negatives
-        for res in sampling_results:
-            counts += [len(res.pos_priors), len(res.neg_priors)]
-        pos_priors, pos_gt_bboxes = torch.cat(pos_priors), torch.cat(pos_gt_bboxes)
+        pos_priors = torch.cat([get_box_tensor(res.pos_priors) for res in sampling_results])
+        pos_gt_bboxes = torch.cat([get_box_tensor(res.pos_gt_bboxes) for res in sampling_results])
         pos_gt_labels = torch.cat([res.pos_gt_labels for res in sampling_results])
+        counts = [(len(res.pos_priors), len(res.neg_priors)) for res in sampling_results]
         device, dtype = pos_priors.device, pos_priors.dtype
-
-        # One mask over the batch (pos, neg, pos, neg, ... in image order) turns
-        # the per-image loop of the seed into one scatter per target tensor.
-        is_pos = torch.tensor([True, False], device=device).repeat(len(sampling_results))
-        is_pos = is_pos.repeat_interleave(torch.tensor(counts, device=device))
-        num = is_pos.numel()
+        num = sum(p + n for p, n in counts)
         reg_dim = pos_gt_bboxes.size(-1) if self.reg_decoded_bbox else self.bbox_coder.encode_size
 
         labels = torch.full((num,), self.num_classes, dtype=torch.long, device=device)
@@ -234,17 +226,24 @@ class ScratchBBoxHead(BaseModule):
         bbox_targets = torch.zeros(num, reg_dim, dtype=dtype, device=device)
         bbox_weights = torch.zeros(num, reg_dim, dtype=dtype, device=device)
         if pos_priors.size(0):
-            labels[is_pos] = pos_gt_labels
+            # Encoded for all images at once; the rows are image by image, each
+            # image's positives first, so every image's positives are one slice.
+            pos_targets = (pos_gt_bboxes if self.reg_decoded_bbox else
+                           self.bbox_coder.encode(pos_priors, pos_gt_bboxes)).to(dtype)
             # pos_weight <= 0 means "weight positives as negatives".
             pos_weight = rcnn_train_cfg['pos_weight']
-            label_weights[is_pos] = 1.0 if pos_weight <= 0 else pos_weight
-            bbox_targets[is_pos] = (pos_gt_bboxes if self.reg_decoded_bbox else
-                                    self.bbox_coder.encode(pos_priors, pos_gt_bboxes)).to(dtype)
-            bbox_weights[is_pos] = 1
+            row = first = 0
+            for num_pos, num_neg in counts:
+                rows, pos = slice(row, row + num_pos), slice(first, first + num_pos)
+                labels[rows] = pos_gt_labels[pos]
+                label_weights[rows] = 1.0 if pos_weight <= 0 else pos_weight
+                bbox_targets[rows] = pos_targets[pos]
+                bbox_weights[rows] = 1
+                row, first = row + num_pos + num_neg, first + num_pos
         targets = labels, label_weights, bbox_targets, bbox_weights
         if concat:
             return targets
-        per_image = [p + n for p, n in zip(counts[::2], counts[1::2])]
+        per_image = [p + n for p, n in counts]
         return tuple(list(t.split(per_image)) for t in targets)
 
     def loss_and_target(self, cls_score: Tensor, bbox_pred: Tensor, rois: Tensor,
