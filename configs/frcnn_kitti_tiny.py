@@ -8,16 +8,14 @@
 # Other splits: --cfg-options train_dataloader.dataset.ann_file=my_train.txt
 _base_ = [
     './_base_/models/faster-rcnn_vgg16.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
-    'mmdet::_base_/default_runtime.py',
+    './_base_/datasets/kitti_tiny.py',
+    './_base_/schedules/kitti_tiny_tutorial.py',
 ]
 
 custom_imports = dict(imports=['frcnn_plugin'], allow_failed_imports=False)
 
 model = dict(roi_head=dict(bbox_head=dict(num_classes=3)))
 
-dataset_type = 'KittiTinyDataset'
-data_root = 'data/kitti_tiny/'
 # The paper's scale: shorter side 600, longer side at most 1000. KITTI's 1242 x 375
 # frames are capped by the long side: 1000 x 302.
 scale = (1000, 600)
@@ -39,36 +37,12 @@ test_pipeline = [
 # The datasets are not wrapped (no RepeatDataset): train_dataloader.dataset.ann_file,
 # .data_root, .pipeline, ... are reachable directly from --cfg-options.
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    batch_sampler=dict(type='AspectRatioBatchSampler'),
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='train.txt',
-        data_prefix=dict(img='training/image_2'),
-        filter_cfg=dict(filter_empty_gt=True),
+        # Drops images without objects only: no min_size (the base's 32).
+        filter_cfg=dict(_delete_=True, filter_empty_gt=True),
         pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='val.txt',
-        data_prefix=dict(img='training/image_2'),
-        test_mode=True,
-        pipeline=test_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-
-# The tutorial's CustomDataset 'mAP': VOC-style AP over the area under the PR curve.
-val_evaluator = dict(type='VOCMetric', metric='mAP', eval_mode='area')
-test_evaluator = val_evaluator
 
 # Learning rate: the paper's 0.001 per image (sec. 3.1.3; py-faster-rcnn trains batch 1)
 # scaled linearly to batch 2 = 0.002, momentum 0.9, weight decay 0.0005. Not the
@@ -82,9 +56,5 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=25),
     dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1),
 ]
-train_cfg = dict(max_epochs=12, val_interval=12)
-# The lr above is for one process with batch 2; --auto-scale-lr scales it from there.
-auto_scale_lr = dict(base_batch_size=2)
-
-default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=12))
-randomness = dict(seed=0)
+# The lr above is for one process with batch 2 (auto_scale_lr's base_batch_size, from
+# the tutorial's schedule); --auto-scale-lr scales it from there.

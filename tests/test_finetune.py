@@ -12,6 +12,7 @@ from pathlib import Path
 import mmdet
 import pytest
 import torch
+from kitti_small import write_small_config
 from mmengine.config import Config
 from mmengine.runner import save_checkpoint
 from mmdet.registry import MODELS
@@ -23,29 +24,15 @@ pytestmark = pytest.mark.slow
 
 MMDET_CONFIGS = Path(mmdet.__file__).parent / '.mim' / 'configs'
 
-SMALL_CONFIG = """
-_base_ = './base.py'
+# KITTI is 1224 x 370: at scale (480, 480) 480 x 145, tall enough for the VGG16 RPN's
+# 128-pixel anchors; no flip.
+OVERRIDES = """
 custom_imports = dict(imports=['frcnn_plugin'], allow_failed_imports=False)
 custom_hooks = [dict(type='FineTuneHook')]
 load_from = '{ckpt}'
-data_root = '{root}/'
-# KITTI is 1224 x 370: 480 x 145, tall enough for the VGG16 RPN's 128-pixel anchors.
-scale = (480, 480)
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='PackDetInputs')]
-loader = dict(num_workers=0, persistent_workers=False)
-train_dataloader = dict(**loader, dataset=dict(
-    data_root=data_root, ann_file='{tmp}/train.txt', pipeline=train_pipeline))
-# Training only.
-val_dataloader = val_cfg = val_evaluator = None
-test_dataloader = test_cfg = test_evaluator = None
 train_cfg = dict(max_epochs=1)
 # lr 0: the weights saved after training are the weights load_from gave the model.
 optim_wrapper = dict(optimizer=dict(lr=0.0))
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 """
 
 FC_SHAPES = {  # name: (source checkpoint, 3-class model)
@@ -109,10 +96,10 @@ def test_load_from_other_class_count_loads_the_rest_and_trains(
     base = Config.fromfile(repo / 'configs/baselines/faster-rcnn_r50_fpn_kitti_tiny.py')
     base.model = target_cfg
     base.dump(str(tmp_path / 'base.py'))
-    (tmp_path / 'train.txt').write_text('000000\n000001\n000002\n000003\n')
-    config = tmp_path / 'small.py'
-    config.write_text(SMALL_CONFIG.format(ckpt=tmp_path / 'source.pth', root=kitti_tiny_root,
-                                          tmp=tmp_path))
+    config = write_small_config(
+        tmp_path / 'small.py', './base.py', kitti_tiny_root,
+        ['000000', '000001', '000002', '000003'], scale=(480, 480), flip=False,
+        overrides=OVERRIDES.format(ckpt=tmp_path / 'source.pth'))
     work_dir = tmp_path / 'work'
     proc = subprocess.run([python, 'tools/train.py', str(config), '--work-dir', str(work_dir)],
                           cwd=repo, capture_output=True, text=True)

@@ -2,10 +2,16 @@
 # the recipe of MMDetection's KittiTiny tutorial (seed 003): 3 classes, fine-tuned from the
 # COCO model, lr 0.02 / 8 for batch 2, 12 epochs with steps at 8 and 11, no warm-up,
 # mAP evaluated at the end. The reference our from-scratch components are measured against.
+# mmdet's faster-rcnn_r50_fpn_1x_coco.py composition: its model base, KittiTiny for COCO
+# and the tutorial's schedule (on mmdet's schedule_1x.py and default_runtime.py).
 #
 # Offline (no pretrained weights to download):
 #   --cfg-options load_from=None model.backbone.init_cfg=None
-_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
+    '../_base_/datasets/kitti_tiny.py',
+    '../_base_/schedules/kitti_tiny_tutorial.py',
+]
 
 custom_imports = dict(imports=['frcnn_plugin'], allow_failed_imports=False)
 
@@ -14,36 +20,3 @@ custom_imports = dict(imports=['frcnn_plugin'], allow_failed_imports=False)
 load_from = 'https://download.openmmlab.com/mmdetection/v2.0/faster_rcnn/faster_rcnn_r50_fpn_1x_coco/faster_rcnn_r50_fpn_1x_coco_20200130-047c8118.pth'  # noqa: E501
 
 model = dict(roi_head=dict(bbox_head=dict(num_classes=3)))
-
-dataset_type = 'KittiTinyDataset'
-data_root = 'data/kitti_tiny/'
-train_dataloader = dict(
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='train.txt',
-        data_prefix=dict(img='training/image_2')))
-val_dataloader = dict(
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='val.txt',
-        data_prefix=dict(img='training/image_2')))
-test_dataloader = val_dataloader
-
-# The tutorial's CustomDataset 'mAP': VOC-style AP over the area under the PR curve.
-val_evaluator = dict(_delete_=True, type='VOCMetric', metric='mAP', eval_mode='area')
-test_evaluator = val_evaluator
-
-train_cfg = dict(max_epochs=12, val_interval=12)
-param_scheduler = [
-    dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1)
-]
-optim_wrapper = dict(optimizer=dict(lr=0.02 / 8))
-# The lr above is for one process with batch 2; --auto-scale-lr scales it from there.
-auto_scale_lr = dict(base_batch_size=2)
-
-default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(interval=12))
-randomness = dict(seed=0)

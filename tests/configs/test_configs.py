@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from kitti_small import write_small_config
 from mmengine.config import Config
 
 import frcnn_plugin  # noqa: F401  registers the plugin's modules
@@ -168,6 +169,11 @@ def test_r50_fpn_examples_are_the_scratch_base_model():
     kitti = Config.fromfile(REPO / 'configs/examples/faster-rcnn_r50_fpn_scratch_kitti_tiny.py')
     scratch.model.roi_head.bbox_head.num_classes = 3
     assert kitti.model == scratch.model
+    # Everything but the model is the baseline's: data, schedule, load_from.
+    baseline = Config.fromfile(REPO / 'configs/baselines/faster-rcnn_r50_fpn_kitti_tiny.py')
+    others = [{k: v for k, v in cfg.to_dict().items() if k not in ('model', 'assigner')}
+              for cfg in (kitti, baseline)]
+    assert others[0] == others[1]
 
 
 @pytest.mark.parametrize('config', MODEL_BASES)
@@ -185,34 +191,20 @@ def test_cfg_options_reach_the_kitti_tiny_dataset():
     assert cfg.model.backbone.init_cfg.checkpoint == 'torchvision://vgg16'
 
 
-SMALL_CONFIG = """
-_base_ = '{repo}/configs/frcnn_kitti_tiny.py'
-model = dict(backbone=dict(init_cfg=None))  # no download: random initialisation
-scale = (400, 160)
-train_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(
-    data_root='{root}/', ann_file='{ids}', pipeline=[
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations', with_bbox=True),
-        dict(type='Resize', scale=scale, keep_ratio=True),
-        dict(type='PackDetInputs')]))
-val_dataloader = None
-val_cfg = None
-val_evaluator = None
-test_dataloader = None
-test_cfg = None
-test_evaluator = None
+# frcnn_kitti_tiny.py at 400 x 160, training only: no download (random initialisation).
+OVERRIDES = """
+model = dict(backbone=dict(init_cfg=None))
 train_cfg = dict(max_epochs=1, val_interval=1)
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 """
 
 
 @pytest.mark.slow
 def test_kitti_tiny_config_trains(tmp_path, kitti_tiny_root, python):
     """2 iterations (4 images, batch 2) at 400 x 121: finite losses, a checkpoint."""
-    ids = tmp_path / 'train.txt'
-    ids.write_text('000000\n000001\n000002\n000003\n')
-    config = tmp_path / 'small.py'
-    config.write_text(SMALL_CONFIG.format(repo=REPO, root=kitti_tiny_root, ids=ids))
+    config = write_small_config(
+        tmp_path / 'small.py', REPO / 'configs/frcnn_kitti_tiny.py', kitti_tiny_root,
+        ['000000', '000001', '000002', '000003'], scale=(400, 160), flip=False,
+        overrides=OVERRIDES)
     proc = subprocess.run([python, 'tools/train.py', str(config), '--work-dir',
                            str(tmp_path / 'work')], cwd=REPO, capture_output=True, text=True)
     log = proc.stdout + proc.stderr

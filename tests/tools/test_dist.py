@@ -12,6 +12,7 @@ import stat
 import subprocess
 
 import pytest
+from kitti_small import write_small_config
 
 FAKE_PYTHON = """#!/bin/sh
 # The scripts' CUDA probe (`python -c ...`) exits $FAKE_CUDA_RC; any other call
@@ -88,34 +89,12 @@ def test_mmengine_pytorch_launcher_initialises_without_cuda(monkeypatch):
         dist.destroy_process_group()
 
 
-SMALL_CONFIG = """
-_base_ = '{repo}/configs/frcnn_kitti_tiny.py'
-# No download (random initialisation); fc6 / fc7 of 256 instead of 4096 keep the
-# gradients gloo all-reduces and the checkpoints small.
+# frcnn_kitti_tiny.py at 400 x 160: no download (random initialisation); fc6 / fc7 of 256
+# instead of 4096 keep the gradients gloo all-reduces and the checkpoints small.
+OVERRIDES = """
 model = dict(backbone=dict(init_cfg=None),
              roi_head=dict(bbox_head=dict(fc_out_channels=256)))
-data_root = '{root}/'
-scale = (400, 160)
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))]
-loader = dict(num_workers=0, persistent_workers=False)
-train_dataloader = dict(**loader, dataset=dict(
-    data_root=data_root, ann_file='{tmp}/train.txt', pipeline=train_pipeline))
-val_dataloader = dict(**loader, dataset=dict(
-    data_root=data_root, ann_file='{tmp}/val.txt', pipeline=test_pipeline))
-test_dataloader = val_dataloader
 train_cfg = dict(max_epochs=2, val_interval=2)
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 """
 VAL_IDS = ['000050', '000051', '000068', '000069']
 
@@ -142,10 +121,10 @@ def test_two_cpu_processes_train_and_test(repo, kitti_tiny_root, python, tmp_pat
     """2 processes x batch 2 over 4 train images: 1 iteration per epoch, 2 epochs (the
     second step would fail under DDP if a trainable parameter got no gradient); 4 val
     images, 2 per process."""
-    (tmp_path / 'train.txt').write_text('000000\n000001\n000002\n000003\n')
-    (tmp_path / 'val.txt').write_text(''.join(i + '\n' for i in VAL_IDS))
-    config = tmp_path / 'small.py'
-    config.write_text(SMALL_CONFIG.format(repo=repo, root=kitti_tiny_root, tmp=tmp_path))
+    config = write_small_config(
+        tmp_path / 'small.py', repo / 'configs/frcnn_kitti_tiny.py', kitti_tiny_root,
+        ['000000', '000001', '000002', '000003'], VAL_IDS, scale=(400, 160),
+        overrides=OVERRIDES)
     work_dir = tmp_path / 'work'
 
     log = run_dist(repo, python, 'dist_train.sh', config, 2, '--work-dir', work_dir,

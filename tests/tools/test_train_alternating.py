@@ -1,10 +1,10 @@
 """tools/train_alternating.py end to end: the 4 stages on 4 KittiTiny images, small."""
 import re
-import subprocess
 
 import mmengine
 import pytest
 import torch
+from kitti_small import run_tool, write_small_config
 from PIL import Image
 
 import frcnn_plugin  # noqa: F401  (mmengine checkpoints load with weights_only)
@@ -17,51 +17,21 @@ VAL_IDS = ['000050', '000068']
 
 # The seeds' VGG16 model at 320 x 192 (anchors 32-128 px to fit), fc6 / fc7 of 256 so a
 # step takes seconds on a CPU; every stage one epoch of 2 iterations (batch 2).
-SMALL_CONFIG = """
-_base_ = '{repo}/configs/frcnn_kitti_tiny.py'
+OVERRIDES = """
 model = dict(backbone=dict(init_cfg=None),
              rpn_head=dict(anchor_generator=dict(scales=[2, 4, 8])),
              roi_head=dict(bbox_head=dict(fc_out_channels=256)))
-data_root = '{root}/'
-scale = (320, 192)
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))]
-loader = dict(num_workers=0, persistent_workers=False)
-train_dataloader = dict(**loader, dataset=dict(
-    data_root=data_root, ann_file='{tmp}/train.txt', pipeline=train_pipeline))
-val_dataloader = dict(**loader, dataset=dict(
-    data_root=data_root, ann_file='{tmp}/val.txt', pipeline=test_pipeline))
-test_dataloader = val_dataloader
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 """
-
-
-def run(python, repo, *args):
-    proc = subprocess.run([python, *map(str, args)], cwd=repo, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope='module')
 def trained(repo, kitti_tiny_root, python, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('alt')
-    (tmp / 'train.txt').write_text('\n'.join(TRAIN_IDS) + '\n')
-    (tmp / 'val.txt').write_text('\n'.join(VAL_IDS) + '\n')
-    config = tmp / 'small.py'
-    config.write_text(SMALL_CONFIG.format(repo=repo, root=kitti_tiny_root, tmp=tmp))
+    config = write_small_config(tmp / 'small.py', repo / 'configs/frcnn_kitti_tiny.py',
+                                kitti_tiny_root, TRAIN_IDS, VAL_IDS, overrides=OVERRIDES)
     work_dir = tmp / 'work'
-    log = run(python, repo, 'tools/train_alternating.py', config, '--work-dir', work_dir,
-              '--stage-epochs', 1, 1, 1, 1)
+    log = run_tool(python, repo, 'tools/train_alternating.py', config, '--work-dir', work_dir,
+                   '--stage-epochs', 1, 1, 1, 1)
     return config, work_dir, log
 
 
@@ -143,8 +113,8 @@ def test_final_checkpoint_is_the_end_to_end_detector(trained, repo, python, tmp_
     assert not changed(under(sd, 'roi_head'), under(s4, 'roi_head'))
     rpn3 = alt.take(s3, ['bbox_head'], rename={'bbox_head': 'rpn_head'})
     assert not changed(under(sd, 'rpn_head'), rpn3)
-    log = run(python, repo, 'tools/test.py', config, work_dir / 'final.pth',
-              '--work-dir', tmp_path)
+    log = run_tool(python, repo, 'tools/test.py', config, work_dir / 'final.pth',
+                   '--work-dir', tmp_path)
     assert f'Load checkpoint from {work_dir}/final.pth' in log
     assert re.search(r'Epoch\(test\) \[2/2\].*pascal_voc/mAP: \d', log)
 
@@ -153,8 +123,8 @@ def test_rerun_skips_finished_stages_and_resumes_the_unfinished(trained, repo, p
     config, work_dir, _ = trained
     before = {s: weights(work_dir, s) for s in alt.STAGES[:3]}
     # Stage 4 now has 2 epochs: its epoch 1 checkpoint is a partial run.
-    log = run(python, repo, 'tools/train_alternating.py', config, '--work-dir', work_dir,
-              '--stage-epochs', 1, 1, 1, 2)
+    log = run_tool(python, repo, 'tools/train_alternating.py', config, '--work-dir', work_dir,
+                   '--stage-epochs', 1, 1, 1, 2)
     for stage in alt.STAGES[:3]:
         assert f'{stage}: done ({work_dir}/{stage}/epoch_1.pth), skipped' in log
         assert not changed(weights(work_dir, stage), before[stage])

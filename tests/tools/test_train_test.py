@@ -1,59 +1,32 @@
 """tools/train.py and tools/test.py end to end: the KittiTiny baseline, small and fast."""
 import pickle
 import re
-import subprocess
 
 import pytest
+from kitti_small import run_tool, write_small_config
 
 pytestmark = pytest.mark.slow
 
-SMALL_CONFIG = """
-_base_ = '{repo}/configs/baselines/faster-rcnn_r50_fpn_kitti_tiny.py'
+# The baseline at 320 x 192: 4 train images (2 iterations of batch 2), 2 val images.
+OVERRIDES = """
 # No downloads: random initialisation.
 load_from = None
 model = dict(backbone=dict(init_cfg=None))
-data_root = '{root}/'
-scale = (320, 192)
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))]
-loader = dict(num_workers=0, persistent_workers=False)
-train_dataloader = dict(**loader, dataset=dict(
-    data_root=data_root, ann_file='{tmp}/train.txt', pipeline=train_pipeline))
-val_dataloader = dict(**loader, dataset=dict(
-    data_root=data_root, ann_file='{tmp}/val.txt', pipeline=test_pipeline))
-test_dataloader = val_dataloader
 train_cfg = dict(max_epochs=2, val_interval=2)
 param_scheduler = [dict(type='MultiStepLR', by_epoch=True, begin=0, end=3, milestones=[2])]
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 """
-
-
-def run(python, repo, *args):
-    proc = subprocess.run([python, *map(str, args)], cwd=repo, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope='module')
 def trained(repo, kitti_tiny_root, python, tmp_path_factory):
     """Train 2 epochs of 2 iterations (4 images, batch 2), evaluating at the end."""
     tmp = tmp_path_factory.mktemp('e2e')
-    (tmp / 'train.txt').write_text('000000\n000001\n000002\n000003\n')
-    (tmp / 'val.txt').write_text('000050\n000068\n')
-    config = tmp / 'small.py'
-    config.write_text(SMALL_CONFIG.format(repo=repo, root=kitti_tiny_root, tmp=tmp))
+    config = write_small_config(
+        tmp / 'small.py', repo / 'configs/baselines/faster-rcnn_r50_fpn_kitti_tiny.py',
+        kitti_tiny_root, ['000000', '000001', '000002', '000003'], ['000050', '000068'],
+        overrides=OVERRIDES)
     work_dir = tmp / 'work'
-    log = run(python, repo, 'tools/train.py', config, '--work-dir', work_dir)
+    log = run_tool(python, repo, 'tools/train.py', config, '--work-dir', work_dir)
     return config, work_dir, log
 
 
@@ -67,16 +40,16 @@ def test_train_writes_checkpoints_and_evaluates(trained):
 
 def test_resume_continues_from_the_last_checkpoint(trained, repo, python):
     config, work_dir, _ = trained
-    log = run(python, repo, 'tools/train.py', config, '--work-dir', work_dir, '--resume',
-              '--cfg-options', 'train_cfg.max_epochs=3', 'train_cfg.val_interval=3')
+    log = run_tool(python, repo, 'tools/train.py', config, '--work-dir', work_dir, '--resume',
+                   '--cfg-options', 'train_cfg.max_epochs=3', 'train_cfg.val_interval=3')
     assert f'Load checkpoint from {work_dir}/epoch_2.pth' in log
     assert 'resumed epoch: 2, iter: 4' in log
     assert 'Epoch(train) [1]' not in log  # nothing trained twice
     assert re.search(r'Epoch\(train\) \[3\]\[2/2\]', log)
     assert (work_dir / 'epoch_3.pth').is_file()
     # And from an explicit checkpoint: the run starts from its epoch.
-    log = run(python, repo, 'tools/train.py', config, '--work-dir', work_dir / 'again',
-              '--resume', work_dir / 'epoch_1.pth')
+    log = run_tool(python, repo, 'tools/train.py', config, '--work-dir', work_dir / 'again',
+                   '--resume', work_dir / 'epoch_1.pth')
     assert 'resumed epoch: 1, iter: 2' in log
     assert re.search(r'Epoch\(train\) \[2\]\[2/2\]', log)
 
@@ -84,8 +57,8 @@ def test_resume_continues_from_the_last_checkpoint(trained, repo, python):
 def test_test_tool_evaluates_a_trained_checkpoint(trained, repo, python, tmp_path):
     config, work_dir, _ = trained
     out = tmp_path / 'results.pkl'
-    log = run(python, repo, 'tools/test.py', config, work_dir / 'epoch_2.pth',
-              '--work-dir', tmp_path, '--out', out, '--show-dir', 'shown')
+    log = run_tool(python, repo, 'tools/test.py', config, work_dir / 'epoch_2.pth',
+                   '--work-dir', tmp_path, '--out', out, '--show-dir', 'shown')
     assert re.search(r'Epoch\(test\) \[2/2\].*pascal_voc/mAP: \d', log)
     with open(out, 'rb') as f:
         results = pickle.load(f)

@@ -1,0 +1,20 @@
+# The schedule of MMDetection's KittiTiny tutorial (seed 003) on mmdet's schedule_1x.py
+# and default_runtime.py: 12 epochs with lr steps at 8 and 11, no warm-up, lr 0.02 / 8
+# for batch 2, evaluated once at the end.
+_base_ = [
+    'mmdet::_base_/schedules/schedule_1x.py',
+    'mmdet::_base_/default_runtime.py',
+]
+
+train_cfg = dict(max_epochs=12, val_interval=12)
+param_scheduler = [
+    dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1)
+]
+optim_wrapper = dict(optimizer=dict(lr=0.02 / 8))
+# The lr above is for one process with batch 2; --auto-scale-lr scales it from there.
+auto_scale_lr = dict(base_batch_size=2)
+
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=12))
+randomness = dict(seed=0)
