@@ -50,18 +50,20 @@ def _suppresses(rows: Tensor, cols: Tensor, iou_threshold: Tensor, offset: int) 
 def _greedy_in_block(suppress: Tensor) -> Tensor:
     """Greedy NMS inside one block, without a loop over its boxes.
 
-    ``suppress[..., i, j]``: box ``i`` (earlier, better score) knocks out box ``j``;
-    leading dimensions are independent blocks.
-    The greedy answer is the unique ``keep`` with
+    ``suppress[..., i, j]``: boxes ``i`` and ``j`` overlap enough for the earlier
+    (better) one to knock out the other; symmetric, as IoU is. Leading dimensions
+    are independent blocks. The greedy answer is the unique ``keep`` with
     ``keep[j] = no i < j has keep[i] and suppress[i, j]``; iterating that equation
     from ``keep = all`` fixes at least one more leading box per round, and any
     fixed point is the answer, so stop as soon as nothing changes (in practice
     after 1-4 rounds).
     """
-    suppress = suppress.triu_(diagonal=1)
-    keep = torch.ones_like(suppress[..., 0, :])
+    # Row j, column i < j: what may knock out j. Symmetry lets each round reduce
+    # over the last, contiguous dimension (twice as fast as over columns).
+    knocked_by = suppress.tril_(diagonal=-1)
+    keep = torch.ones_like(knocked_by[..., 0])
     while True:
-        new_keep = ~(suppress & keep[..., :, None]).any(-2)
+        new_keep = ~(knocked_by & keep[..., None, :]).any(-1)
         if torch.equal(new_keep, keep):
             return keep
         keep = new_keep
@@ -113,35 +115,59 @@ def _nms(boxes: Tensor, scores: Tensor, groups: Optional[Tensor], iou_threshold:
     if groups is not None:
         keep = _grouped_keep(columns, groups[order], threshold, offset)
     if keep is None:
-        keep = _block_keep(columns, threshold, offset)
+        keep = _block_keep(columns, threshold, offset, None if groups is None else groups[order])
     keep = order[keep]
     if max_num > 0:
         keep = keep[:max_num]
     return keep if candidates is None else candidates[keep]
 
 
-def _block_keep(columns: Tensor, threshold: Tensor, offset: int) -> Tensor:
+def _block_keep(columns: Tensor, threshold: Tensor, offset: int,
+                groups: Optional[Tensor] = None) -> Tensor:
     """Positions (ascending) of the boxes greedy NMS keeps, ``columns`` ``(5, N)`` in score order.
 
     Invariant: ``rest`` holds, in score order, the boxes no kept box suppresses.
     Its leading block is therefore decided by the block alone; the block's kept
     boxes then knock out what they overlap in the rest. So each step costs
     (kept in block) x (still alive) comparisons, like the kernel's inner loop.
+
+    With ``groups`` ``(N,)`` (boxes of different groups never suppress each other)
+    the boxes are walked group by group, so a block is compared with the rest of
+    its own groups only, not with every box still alive.
     """
-    rest = columns
     position = torch.arange(columns.size(1), device=columns.device)
+    if groups is not None:
+        groups, position = groups.sort(stable=True)  # score order kept within a group
+        columns = columns[:, position]
+    rest, rest_groups = columns, groups
     kept = []
     while rest.size(1):
         # A short tail is decided in one block: one step less (small inputs are
         # then a single step).
         size = rest.size(1) if rest.size(1) <= 2 * BLOCK else BLOCK
         block, rest = rest[:, :size], rest[:, size:]
-        keep = _greedy_in_block(_suppresses(block, block, threshold, offset))
+        suppress = _suppresses(block, block, threshold, offset)
+        if groups is not None:
+            block_groups, rest_groups = rest_groups[:size], rest_groups[size:]
+            suppress &= block_groups[:, None] == block_groups
+        keep = _greedy_in_block(suppress)
         kept.append(position[:size][keep])
-        if rest.size(1):
+        position = position[size:]
+        if not rest.size(1):
+            break
+        if groups is None:
             alive = ~_suppresses(block[:, keep], rest, threshold, offset).any(0)
-            rest, position = rest[:, alive], position[size:][alive]
-    return torch.cat(kept) if kept else position
+        else:
+            # The rest is sorted by group: the block's groups are a prefix of it.
+            reach = int(torch.searchsorted(rest_groups, block_groups[-1:], right=True))
+            hit = _suppresses(block[:, keep], rest[:, :reach], threshold, offset)
+            hit &= block_groups[keep][:, None] == rest_groups[:reach]
+            alive = torch.ones_like(rest_groups, dtype=torch.bool)
+            alive[:reach] = ~hit.any(0)
+            rest_groups = rest_groups[alive]
+        rest, position = rest[:, alive], position[alive]
+    keep = torch.cat(kept) if kept else position
+    return keep if groups is None else keep.sort()[0]
 
 
 def _grouped_keep(columns: Tensor, groups: Tensor, threshold: Tensor,
@@ -150,7 +176,7 @@ def _grouped_keep(columns: Tensor, groups: Tensor, threshold: Tensor,
     (``groups`` ``(N,)`` in score order): every group is one block of a padded
     ``(G, 5, L)`` batch, all decided in a single step, which is what per-class NMS
     of a detection head needs (many classes of a few hundred boxes). None (use the
-    block path) when a group is longer than a block of that path (``2 * BLOCK``: the
+    grouped block path) when a group is longer than a block of that path (``2 * BLOCK``: the
     in-block iteration's rounds grow with its length) or the ``G x L x L``
     comparisons would exceed ``GROUPED_PAIRS``.
     """

@@ -291,14 +291,23 @@ def test_batched_nms_per_class_in_one_step(monkeypatch, classes, n, seed):
     assert calls and all(keep is not None for keep in calls)
 
 
-def test_batched_nms_per_class_declines_long_groups_and_negative_boxes(monkeypatch):
+@pytest.mark.parametrize('groups,n', [(2, 2000), (5, 5000), (4, 1500)])
+def test_batched_nms_long_groups_go_block_by_block(monkeypatch, groups, n):
+    # RPN-like: a few groups (FPN levels) of up to ~1000 boxes, blocks straddling
+    # group boundaries; the one-step path declines, the grouped block path decides.
     calls = spy_grouped(monkeypatch)
-    boxes, scores, idxs = grouped(2000, 3, groups=2)  # ~1000 boxes a group: block path
-    assert_same_batched(boxes, scores, idxs, dict(iou_threshold=0.5))
-    assert calls == [None]
+    boxes, scores, idxs = grouped(n, groups, groups=groups)
+    idxs[: n // 3] = 0  # uneven groups
+    for cfg in (dict(iou_threshold=0.7), dict(iou_threshold=0.5, max_num=300)):
+        assert_same_batched(boxes, scores, idxs, cfg)
+    assert calls == [None, None]
+
+
+def test_batched_nms_per_class_declines_negative_boxes(monkeypatch):
+    calls = spy_grouped(monkeypatch)
     # Negative coordinates: the shift may not keep groups apart (mmcv then suppresses
     # across groups), so the grouped path is not even asked.
     boxes, scores, idxs = grouped(600, 4, groups=20)
     boxes = boxes / 10 - 60
     assert_same_batched(boxes, scores, idxs, dict(iou_threshold=0.3))
-    assert len(calls) == 1
+    assert calls == []
