@@ -75,6 +75,16 @@ def test_ties_send_gradient_to_first_cell_like_torchvision():
     assert grad.abs().sum() > 0
 
 
+def test_bins_of_hundreds_of_cells_with_ties():
+    """Output 1 x 1 on large RoIs at full resolution: bins of up to 1200 cells (past the
+    8-bit ranks used for up to 255), many equal values, the first still wins."""
+    feats = features(channels=4).clamp(min=0).round()
+    rois = random_rois(60, 1.0, seed=6)
+    rois[::3, 1:] = torch.tensor([0., 0., 39., 29.])  # the whole 30 x 40 map
+    _, grad = assert_matches_torchvision(feats, rois, 1, 1.0)
+    assert grad.abs().sum() > 0
+
+
 def test_known_values():
     """A ramp ``f(y, x) = 10 y + x``: each bin's maximum is its bottom-right cell."""
     ramp = (torch.arange(6.)[:, None] * 10 + torch.arange(8.))[None, None]
