@@ -102,7 +102,13 @@ def encode_deltas(boxes: Tensor, gt_boxes: Tensor,
     deltas = torch.stack([((gx1 + gx2) * 0.5 - (x1 + x2) * 0.5) / pw,
                           ((gy1 + gy2) * 0.5 - (y1 + y2) * 0.5) / ph,
                           torch.log((gx2 - gx1) / pw), torch.log((gy2 - gy1) / ph)], dim=-1)
-    return deltas.sub_(deltas.new_tensor(means)).div_(deltas.new_tensor(stds))
+    # Subtracting 0 and dividing by 1 change no bit: skip those passes (the RPN's
+    # targets have neither, the R-CNN's only stds).
+    if any(m != 0 for m in means):
+        deltas.sub_(deltas.new_tensor(means))
+    if any(s != 1 for s in stds):
+        deltas.div_(deltas.new_tensor(stds))
+    return deltas
 
 
 def decode_deltas(boxes: Tensor, deltas: Tensor,
@@ -131,7 +137,11 @@ def decode_deltas(boxes: Tensor, deltas: Tensor,
     # row, so a box's centre and size, (..., n, 2, 1), broadcast along rows
     # instead of being strided over pairs (2x faster for class-specific deltas).
     deltas = deltas.unflatten(-1, (-1, 4)).transpose(-1, -2)
-    deltas = deltas * deltas.new_tensor(stds)[:, None] + deltas.new_tensor(means)[:, None]
+    # Multiplying by 1 changes no bit: skipped, as in encode_deltas. Adding 0 is not
+    # skipped: it turns -0 into +0, and mmdet's boxes keep that sign.
+    if any(s != 1 for s in stds):
+        deltas = deltas * deltas.new_tensor(stds)[:, None]
+    deltas = deltas + deltas.new_tensor(means)[:, None]
     centers, sizes = _centers_sizes(boxes)
     centers, sizes = centers[..., None], sizes[..., None]
     shift = sizes * deltas[..., :2, :]

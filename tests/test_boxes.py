@@ -160,3 +160,26 @@ def test_rescale_boxes_divides_by_the_resize_factors():
     boxes = torch.tensor([[10., 20., 30., 40., 50., 60., 70., 80.]])
     expected = torch.tensor([[5., 40., 15., 80., 25., 120., 35., 160.]])
     assert torch.equal(rescale_boxes(boxes, (2., 0.5)), expected)
+
+
+@pytest.mark.parametrize('means,stds', [((0., 0., 0., 0.), (1., 1., 1., 1.)),
+                                        ((0., 0., 0., 0.), (0.1, 0.1, 0.2, 0.2)),
+                                        ((0.1, 0., -0.2, 0.), (0.5, 1., 1., 2.))])
+def test_deltas_bit_equal_to_mmdet_down_to_signed_zeros(means, stds):
+    """Skipping "- 0" / "/ 1" / "* 1" must not change a bit, the sign of a zero
+    included, on boxes at +-0, zero-size boxes (inf / nan targets) and +-0 deltas."""
+    from mmdet.models.task_modules.coders.delta_xywh_bbox_coder import bbox2delta, delta2bbox
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(300, 2, generator=g) * 100 - 50
+    boxes = torch.cat([xy, xy + torch.rand(300, 2, generator=g) * 20], 1)
+    boxes[:10], boxes[10:20] = 0., -0.
+    gt = boxes.clone()
+    gt[::2] += torch.rand(150, 4, generator=g)
+    deltas = torch.randn(300, 4, generator=g)
+    deltas[::3], deltas[1::3] = -0., 0.
+
+    def same_bits(a, b):
+        return a.view(torch.int32).equal(b.view(torch.int32))
+    assert same_bits(encode_deltas(boxes, gt, means, stds), bbox2delta(boxes, gt, means, stds))
+    assert same_bits(decode_deltas(boxes, deltas, means, stds),
+                     delta2bbox(boxes, deltas, means, stds))
