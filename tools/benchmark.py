@@ -33,16 +33,25 @@ GOALS = {**dict.fromkeys(('anchor_generator', 'assigner', 'sampler', 'coder'), 1
          **dict.fromkeys(('nms', 'roi_align', 'roi_pool'), 1.5),
          **dict.fromkeys(('rpn_head', 'bbox_head', 'train_iter', 'inference'), 1.05)}
 SEED_SPEEDUP_GOAL = 1000.
-# Repeats (after one warm-up call each): (light cases, whole-detector cases).
-REPEATS = {False: (15, 3), True: (3, 1)}
+# Repeats (after one warm-up call each): (light cases, whole-detector cases). Light
+# cases stop early, after at least MIN_REPEATS, once a case has run BUDGET_S seconds:
+# millisecond cases get many repeats (their medians move a few percent between runs
+# with 15), second-long ones a few.
+REPEATS = {False: (61, 3), True: (3, 1)}
+MIN_REPEATS = 7
+BUDGET_S = 10.
 
 
-def median_ms(first, second, repeats, warmup=1):
-    """Median milliseconds of two zero-argument callables timed alternately."""
+def median_ms(first, second, repeats, warmup=1, budget_s=float('inf')):
+    """Median milliseconds of two zero-argument callables timed alternately,
+    ``repeats`` times or, after ``MIN_REPEATS``, until ``budget_s`` seconds have passed."""
     for _ in range(warmup):
         first(), second()
     times = ([], [])
-    for _ in range(repeats):
+    begin = time.perf_counter()
+    for done in range(repeats):
+        if done >= MIN_REPEATS and time.perf_counter() - begin > budget_s:
+            break
         for fn, out in zip((first, second), times):
             start = time.perf_counter()
             fn()
@@ -56,7 +65,10 @@ def run_cases(names, quick, log):
     results = {}
     for name in names:
         for case in benchmark_cases.CASES[name](quick):
-            ours, theirs = median_ms(case.ours, case.theirs, heavy if case.heavy else light)
+            if case.heavy:
+                ours, theirs = median_ms(case.ours, case.theirs, heavy)
+            else:
+                ours, theirs = median_ms(case.ours, case.theirs, light, budget_s=BUDGET_S)
             key = f'{name}/{case.name}'
             results[key] = dict(ours_ms=ours, theirs_ms=theirs, ratio=ours / theirs)
             log(f'{key:36s} ours {ours:10.2f} ms  theirs {theirs:10.2f} ms  '
