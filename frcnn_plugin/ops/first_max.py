@@ -9,26 +9,28 @@ from torch import Tensor
 
 
 def first_max(source: Tensor, groups: Iterable[Tuple[Tensor, Tensor]], num_bins: int,
-              floor: float, need_winner: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
+              floor: float, need_winner: bool = True,
+              empty: Optional[float] = None) -> Tuple[Tensor, Optional[Tensor]]:
     """Per bin, the maximum of its candidate rows of ``source`` ``(S, C)``.
 
     ``groups``: pairs ``(bins, rows)``, ``bins`` ``(B,)`` bin numbers and ``rows``
     ``(B, K)`` the rows of ``source`` each of them reduces, in scan order. Bins are
     grouped by their candidate count ``K`` so that every group is one dense
     ``(B, K, C)`` read and one ``amax`` over ``K``, with no padding; bins in no
-    group (or with ``K = 0``) have no candidate.
+    group (or with ``K = 0``) have no candidate and output ``empty`` (default:
+    ``floor``).
 
     What a C kernel's running maximum does (torchvision's RoIPool, mmcv's RoIAlign
     max mode): start at ``floor``, replace only by a strictly larger value. Returns
     ``best`` ``(num_bins, C)`` ``= max(floor, candidates)`` (no autograd) and, if
     ``need_winner``, ``winner`` ``(num_bins, C)``: the row of the *first* candidate
-    equal to the maximum, the one that gets the gradient (any valid row where the
-    floor won: :func:`pick_winners` replaces those). (Giving every tied candidate the
-    gradient, as ``amax``'s backward does, would double-count samples clamped onto
-    the same border pixel; ``max(dim)``'s indices would be right but are several
-    times slower to compute.)
+    equal to the maximum, the one that gets the gradient, or ``S`` (no row) where
+    the floor won. (Giving every tied candidate the gradient, as ``amax``'s backward
+    does, would double-count samples clamped onto the same border pixel;
+    ``max(dim)``'s indices would be right but are several times slower to compute.)
     """
     channels = source.size(1)
+    nowhere = source.size(0)
     best = source.new_empty((num_bins, channels))
     winner = source.new_empty((num_bins, channels), dtype=torch.long) if need_winner else None
     covered = torch.zeros(num_bins, dtype=torch.bool, device=source.device)
@@ -40,7 +42,6 @@ def first_max(source: Tensor, groups: Iterable[Tuple[Tensor, Tensor]], num_bins:
             covered[bins] = True
             values = source.index_select(0, rows.flatten()).view(-1, k, channels)
             top = values.amax(1)
-            best.index_copy_(0, bins, top.clamp(min=floor))
             if need_winner:
                 # First candidate reaching the top: give candidate j the rank k - j,
                 # keep the ranks of those equal to the top, take the largest.
@@ -48,27 +49,39 @@ def first_max(source: Tensor, groups: Iterable[Tuple[Tensor, Tensor]], num_bins:
                                     dtype=torch.uint8 if k < 256 else torch.int32)
                 first = k - ((values == top[:, None]) * rank[:, None]).amax(1).long()
                 # first == k only for NaN tops; any candidate will do there.
-                winner.index_copy_(0, bins, rows.gather(1, first.clamp_(max=k - 1)))
+                row = rows.gather(1, first.clamp_(max=k - 1))
+                winner.index_copy_(0, bins, row.masked_fill_(top <= floor, nowhere))
+            best.index_copy_(0, bins, top.clamp_(min=floor))
     uncovered = (~covered).nonzero().flatten()
-    best.index_fill_(0, uncovered, floor)
+    best.index_fill_(0, uncovered, floor if empty is None else empty)
     if need_winner:
-        winner.index_fill_(0, uncovered, 0)
+        winner.index_fill_(0, uncovered, nowhere)
     return best, winner
 
 
-def pick_winners(source: Tensor, best: Tensor, winner: Optional[Tensor],
-                 floor: float) -> Tensor:
-    """``(num_bins, C)`` pooled values with autograd: each bin's winning row of
-    ``source`` (gathered, so only it gets the gradient), or ``best`` (no gradient)
-    where the floor won."""
+class _Winners(torch.autograd.Function):
+    """``best`` as a function of ``source``: its gradient goes to the winning rows
+    (``winner == S``: none), summed where several bins share a winner."""
+
+    @staticmethod
+    def forward(ctx, source: Tensor, winner: Tensor, computed: list) -> Tensor:
+        ctx.save_for_backward(winner)
+        ctx.rows = source.size(0)
+        return computed[0]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        winner, = ctx.saved_tensors
+        # One spare row collects the gradient of bins the floor won, then is dropped.
+        grad_source = grad.new_zeros((ctx.rows + 1, grad.size(1)))
+        grad_source.scatter_add_(0, winner, grad.contiguous())
+        return grad_source[:-1], None, None
+
+
+def pick_winners(source: Tensor, best: Tensor, winner: Optional[Tensor]) -> Tensor:
+    """``best`` ``(num_bins, C)``, with autograd to ``source`` through the winners
+    when :func:`first_max` found them (the values are ``best``'s already: nothing is
+    gathered again)."""
     if winner is None:
         return best
-    if source.size(0) == 0:  # nothing to gather; adding the empty sum (0) keeps autograd's link
-        return best + source.sum()
-    pooled = source.gather(0, winner)
-    # Rare (no candidate, or none above the floor): fix just those rows.
-    low = (best <= floor).any(1).nonzero().flatten()
-    if low.numel():
-        pooled = pooled.index_put(
-            (low,), torch.where(best[low] > floor, pooled[low], best[low]))
-    return pooled
+    return _Winners.apply(source, winner, [best])

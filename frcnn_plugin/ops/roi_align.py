@@ -243,7 +243,7 @@ class ScratchRoIAlign(nn.Module):
         per_bin = (grid[:, 0] * grid[:, 1]).repeat_interleave(out_h * out_w)
         best, winner = first_max(samples.detach(), self._bin_groups(per_bin), per_bin.numel(),
                                  MAX_MODE_FLOOR, samples.requires_grad)
-        return pick_winners(samples, best, winner, MAX_MODE_FLOOR)
+        return pick_winners(samples, best, winner)
 
     @staticmethod
     def _bin_groups(per_bin: Tensor):

@@ -92,14 +92,13 @@ class ScratchRoIPool(nn.Module):
         first_cell = ((rois[:, 0].long() * (height * width))[:, None, None]
                       + (y_lo * width)[:, :, None] + x_lo[:, None, :]).flatten()
         features = input.permute(0, 2, 3, 1).reshape(num_images * height * width, channels)
-        floor = torch.finfo(torch.float32).min
+        # torchvision's kernel: maxima start at -FLT_MAX; a bin with no cell inside
+        # the map outputs 0.
         best, winner = first_max(features.detach(),
                                  self._bin_groups(first_cell, rows, cols, width),
-                                 n * out_h * out_w, floor,
-                                 features.requires_grad and torch.is_grad_enabled())
-        pooled = pick_winners(features, best, winner, floor)
-        # A bin with no cell inside the map outputs 0, as torchvision's.
-        pooled = pooled.index_fill(0, ((rows == 0) | (cols == 0)).nonzero().flatten(), 0)
+                                 n * out_h * out_w, torch.finfo(torch.float32).min,
+                                 features.requires_grad and torch.is_grad_enabled(), empty=0.)
+        pooled = pick_winners(features, best, winner)
         return pooled.view(n, out_h, out_w, channels).permute(0, 3, 1, 2).contiguous()
 
     @staticmethod
