@@ -2,10 +2,19 @@
 of ``ScratchRoIAlign``: each output bin is the largest of its candidates (cells, or
 bilinear samples), and its gradient goes to the first candidate reaching it.
 """
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+
+def bins_by(key: Tensor) -> Iterator[Tuple[int, Tensor]]:
+    """``(value, bins)`` for each distinct value of ``key`` ``(num_bins,)`` (ints),
+    ``bins`` the bin numbers having it: how the callers build :func:`first_max`'s
+    groups (bins of one candidate count, or of one ``r x c`` shape)."""
+    values, order = key.sort(stable=True)
+    values, sizes = values.unique_consecutive(return_counts=True)
+    return zip(values.tolist(), order.split(sizes.tolist()))
 
 
 def first_max(source: Tensor, groups: Iterable[Tuple[Tensor, Tensor]], num_bins: int,
@@ -14,8 +23,8 @@ def first_max(source: Tensor, groups: Iterable[Tuple[Tensor, Tensor]], num_bins:
     """Per bin, the maximum of its candidate rows of ``source`` ``(S, C)``.
 
     ``groups``: pairs ``(bins, rows)``, ``bins`` ``(B,)`` bin numbers and ``rows``
-    ``(B, K)`` the rows of ``source`` each of them reduces, in scan order. Bins are
-    grouped by their candidate count ``K`` so that every group is one dense
+    ``(B, K)`` the rows of ``source`` each of them reduces, in scan order. Each
+    group has one candidate count ``K`` (:func:`bins_by`), so that it is one dense
     ``(B, K, C)`` read and one ``amax`` over ``K``, with no padding; bins in no
     group (or with ``K = 0``) have no candidate and output ``empty`` (default:
     ``floor``).

@@ -16,7 +16,7 @@ from mmengine.utils import deprecated_api_warning
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from .first_max import first_max, pick_winners
+from .first_max import bins_by, first_max, pick_winners
 
 # mmcv's max mode starts every bin's running maximum here (not at -inf), so a bin
 # with no sample, or whose samples are all below it, outputs this value.
@@ -250,9 +250,7 @@ class ScratchRoIAlign(nn.Module):
         """``(bins, samples)`` per sample count ``k``: the bins with ``k`` samples and
         their rows ``(B, k)`` of the samples, which come bin after bin."""
         first = per_bin.cumsum(0) - per_bin
-        counts, order = per_bin.sort(stable=True)
-        counts, sizes = counts.unique_consecutive(return_counts=True)
-        for k, bins in zip(counts.tolist(), order.split(sizes.tolist())):
+        for k, bins in bins_by(per_bin):
             yield bins, first[bins][:, None] + torch.arange(k, device=per_bin.device)
 
     def __repr__(self):

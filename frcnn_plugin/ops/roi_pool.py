@@ -13,7 +13,7 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from .first_max import first_max, pick_winners
+from .first_max import bins_by, first_max, pick_winners
 
 
 def round_half_away(values: Tensor) -> Tensor:
@@ -61,9 +61,10 @@ class ScratchRoIPool(nn.Module):
 
     Vectorised by bin shape: all bins of ``r x c`` cells (a few dozen shapes)
     are read at once as a dense ``(bins, r * c, C)`` block of the channels-last
-    features and reduced by :func:`~.first_max.first_max` (outside autograd);
-    the winning cells are then gathered again with autograd. Work and memory are
-    the cells read times ``C``, i.e. what the C kernel reads.
+    features and reduced by :func:`~.first_max.first_max`, which also finds each
+    bin's winning cell; the backward sends the gradient to those cells
+    (:func:`~.first_max.pick_winners`). Work and memory are the cells read times
+    ``C``, i.e. what the C kernel reads.
 
     Args:
         output_size: ``(out_h, out_w)`` or one int for both.
@@ -108,9 +109,7 @@ class ScratchRoIPool(nn.Module):
         if rows.numel() == 0:
             return
         stride = int(cols.max()) + 1
-        shapes, order = (rows * stride + cols).sort(stable=True)
-        shapes, counts = shapes.unique_consecutive(return_counts=True)
-        for shape, bins in zip(shapes.tolist(), order.split(counts.tolist())):
+        for shape, bins in bins_by(rows * stride + cols):
             r, c = divmod(shape, stride)
             offsets = (torch.arange(r, device=rows.device)[:, None] * width
                        + torch.arange(c, device=rows.device)).flatten()
