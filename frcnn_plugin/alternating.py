@@ -130,8 +130,11 @@ def with_proposals(pipeline: list, num_max_proposals: Optional[int]) -> list:
     return out
 
 
-def _stage_base(cfg: Config, epochs: int, work_dir: str, model: dict) -> Config:
-    """The config with ``model``, ``epochs`` and ``work_dir``; no test / val parts."""
+def _stage_base(cfg: Config, epochs: int, work_dir: str, model: dict,
+                frozen: bool) -> Config:
+    """The config with ``model``, ``epochs`` and ``work_dir``; no test / val parts.
+    ``frozen``: the shared layers come from an earlier stage (``load_from``, so no
+    ImageNet init) and :class:`FreezeModulesHook` keeps them fixed."""
     stage = copy.deepcopy(cfg)
     stage.model = ConfigDict(copy.deepcopy(model))  # no ConfigDict shared with cfg
     stage.work_dir = work_dir
@@ -144,12 +147,11 @@ def _stage_base(cfg: Config, epochs: int, work_dir: str, model: dict) -> Config:
     stage.param_scheduler = scale_schedule(cfg.param_scheduler, epochs, max_epochs)
     for part in ('val', 'test'):
         stage[f'{part}_dataloader'] = stage[f'{part}_cfg'] = stage[f'{part}_evaluator'] = None
+    if frozen:
+        stage.model.backbone.init_cfg = None
+        stage.custom_hooks = list(stage.get('custom_hooks', [])) + [
+            dict(type='FreezeModulesHook', modules=list(SHARED))]
     return stage
-
-
-def _freeze(stage: Config) -> None:
-    stage.custom_hooks = list(stage.get('custom_hooks', [])) + [
-        dict(type='FreezeModulesHook', modules=list(SHARED))]
 
 
 def rpn_config(cfg: Config, epochs: int, work_dir: str, frozen: bool = False) -> Config:
@@ -164,11 +166,7 @@ def rpn_config(cfg: Config, epochs: int, work_dir: str, frozen: bool = False) ->
                  backbone=m.backbone, neck=m.get('neck'),
                  rpn_head=m.rpn_head, train_cfg=dict(rpn=m.train_cfg.rpn),
                  test_cfg=dict(rpn=m.test_cfg.rpn))
-    stage = _stage_base(cfg, epochs, work_dir, model)
-    if frozen:
-        stage.model.backbone.init_cfg = None
-        _freeze(stage)
-    return stage
+    return _stage_base(cfg, epochs, work_dir, model, frozen)
 
 
 def fast_rcnn_config(cfg: Config, epochs: int, work_dir: str, proposals: Dict[str, str],
@@ -189,7 +187,7 @@ def fast_rcnn_config(cfg: Config, epochs: int, work_dir: str, proposals: Dict[st
                  backbone=m.backbone, neck=m.get('neck'),
                  roi_head=m.roi_head, train_cfg=dict(rcnn=m.train_cfg.rcnn),
                  test_cfg=dict(rcnn=m.test_cfg.rcnn))
-    stage = _stage_base(cfg, epochs, work_dir, model)
+    stage = _stage_base(cfg, epochs, work_dir, model, frozen)
     ds = stage.train_dataloader.dataset
     if 'pipeline' not in ds:
         raise ValueError(f'train_dataloader.dataset is a {ds.type}: proposal files need a '
@@ -202,9 +200,6 @@ def fast_rcnn_config(cfg: Config, epochs: int, work_dir: str, proposals: Dict[st
         ds.proposal_file = proposals['val']
         ds.pipeline = with_proposals(ds.pipeline, m.test_cfg.rpn.max_per_img)
         stage.val_cfg, stage.val_evaluator = cfg.val_cfg, cfg.val_evaluator
-    if frozen:
-        stage.model.backbone.init_cfg = None
-        _freeze(stage)
     return stage
 
 

@@ -11,25 +11,9 @@ import torch
 from mmengine.optim import OptimWrapper
 from mmengine.structures import InstanceData
 
+from frcnn_plugin.swap import retyped  # noqa: F401  (the tests import it from here)
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
-
-
-def retyped(cfg, mapping):
-    """A deep copy of config ``cfg`` whose ``type`` values in ``mapping`` are replaced."""
-    cfg = copy.deepcopy(cfg)
-
-    def visit(node):
-        if isinstance(node, dict):
-            if isinstance(node.get('type'), str) and node['type'] in mapping:
-                node['type'] = mapping[node['type']]
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-    visit(cfg)
-    return cfg
 
 
 def detector_batch(sizes=((96, 128, 4), (112, 96, 1)), num_classes=80):

@@ -13,28 +13,20 @@ from typing import Callable
 import mmcv.ops
 import torch
 import torchvision
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.structures import InstanceData
 from torch.nn.modules.utils import _pair
 
 import frcnn_plugin  # noqa: F401  registers the Scratch* types
 from frcnn_plugin.ops import nms as scratch_nms
+from frcnn_plugin.swap import SCRATCH_TYPES, retyped
 from frcnn_plugin.ops.roi_pool import ScratchRoIPool
 from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox2roi
 
 REPO = Path(__file__).resolve().parents[1]
-
-# mmdet's type -> ours, for every component we replace.
-OURS = {'RPNHead': 'ScratchRPNHead', 'SingleRoIExtractor': 'ScratchRoIExtractor',
-        'RoIAlign': 'ScratchRoIAlign', 'Shared2FCBBoxHead': 'ScratchBBoxHead',
-        'AnchorGenerator': 'ScratchAnchorGenerator',
-        'DeltaXYWHBBoxCoder': 'ScratchDeltaXYWHBBoxCoder',
-        'MaxIoUAssigner': 'ScratchMaxIoUAssigner', 'RandomSampler': 'ScratchRandomSampler',
-        'BboxOverlaps2D': 'ScratchBboxOverlaps2D'}
-
 
 class TorchvisionRoIPool(torchvision.ops.RoIPool):
     """mmcv's RoIPool has no CPU kernel: torchvision's stands in, with ``output_size`` a
@@ -44,19 +36,8 @@ class TorchvisionRoIPool(torchvision.ops.RoIPool):
         super().__init__(_pair(output_size), spatial_scale)
 
 
-THEIRS = {**{ours: theirs for theirs, ours in OURS.items()}, 'ScratchRoIPool': TorchvisionRoIPool}
-
-
-def retyped(node, mapping):
-    """A copy of config ``node`` with every ``type`` found in ``mapping`` replaced."""
-    if isinstance(node, dict):
-        node = {key: retyped(value, mapping) for key, value in node.items()}
-        if isinstance(node.get('type'), str) and node['type'] in mapping:
-            node['type'] = mapping[node['type']]
-        return ConfigDict(node)
-    if isinstance(node, list):
-        return [retyped(value, mapping) for value in node]
-    return node
+THEIRS = {**{ours: theirs for theirs, ours in SCRATCH_TYPES.items()},
+          'ScratchRoIPool': TorchvisionRoIPool}
 
 
 @dataclass
@@ -97,7 +78,7 @@ def gt_instances(n, h, w, g, num_classes=80):
 def pair(build, cfg):
     """(ours, theirs): ``cfg`` built as mmdet's and retyped to ours."""
     theirs_cfg = retyped(cfg, THEIRS)
-    return build(retyped(theirs_cfg, OURS)), build(theirs_cfg)
+    return build(retyped(theirs_cfg, SCRATCH_TYPES)), build(theirs_cfg)
 
 
 # ------------------------------------------------------------------ task modules

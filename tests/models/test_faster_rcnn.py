@@ -8,21 +8,8 @@ from mmengine.hub import get_config
 from torch.nn.modules.utils import _pair
 
 import frcnn_plugin  # noqa: F401  registers the Scratch* types
+from frcnn_plugin.swap import SCRATCH_TYPES
 from mmdet.registry import MODELS
-
-# mmdet's type -> ours: the five components and the task modules inside them.
-OURS = {
-    'RPNHead': 'ScratchRPNHead',
-    'SingleRoIExtractor': 'ScratchRoIExtractor',
-    'RoIAlign': 'ScratchRoIAlign',
-    'Shared2FCBBoxHead': 'ScratchBBoxHead',
-    'AnchorGenerator': 'ScratchAnchorGenerator',
-    'DeltaXYWHBBoxCoder': 'ScratchDeltaXYWHBBoxCoder',
-    'MaxIoUAssigner': 'ScratchMaxIoUAssigner',
-    'RandomSampler': 'ScratchRandomSampler',
-    'BboxOverlaps2D': 'ScratchBboxOverlaps2D',
-}
-
 
 class TorchvisionRoIPool(torchvision.ops.RoIPool):
     """mmcv's RoIPool has no CPU kernel: torchvision's stands in, with ``output_size`` a
@@ -33,7 +20,8 @@ class TorchvisionRoIPool(torchvision.ops.RoIPool):
 
 
 # Ours -> mmdet's, for configs written with ours.
-MMDET = {**{ours: theirs for theirs, ours in OURS.items()}, 'ScratchRoIPool': TorchvisionRoIPool}
+MMDET = {**{ours: theirs for theirs, ours in SCRATCH_TYPES.items()},
+         'ScratchRoIPool': TorchvisionRoIPool}
 
 
 def spell_out_iou_calculators(model_cfg):
@@ -51,7 +39,7 @@ def test_r50_fpn_with_all_our_components_is_mmdets_detector(repo):
     mapped_back = retyped(ours, MMDET)
     assert mapped_back.pop('_scope_') == 'mmdet'
     assert mapped_back == theirs
-    assert not any(f"'{name}'" in str(ours) for name in OURS)
+    assert not any(f"'{name}'" in str(ours) for name in SCRATCH_TYPES)
     ours.backbone.init_cfg = theirs.backbone.init_cfg = None
 
     torch.manual_seed(0)

@@ -13,14 +13,10 @@ from mmengine.structures import InstanceData
 from frcnn_plugin.boxes import box_overlaps
 from frcnn_plugin.boxes import anchors_inside
 from frcnn_plugin.models.rpn_head import ScratchRPNHead
+from frcnn_plugin.swap import SCRATCH_TYPES, retyped
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 
-OURS = {'AnchorGenerator': 'ScratchAnchorGenerator',
-        'DeltaXYWHBBoxCoder': 'ScratchDeltaXYWHBBoxCoder',
-        'MaxIoUAssigner': 'ScratchMaxIoUAssigner',
-        'RandomSampler': 'ScratchRandomSampler',
-        'BboxOverlaps2D': 'ScratchBboxOverlaps2D'}
 CHANNELS = 8
 # The seed's RPN: one VGG16 map (stride 16), 9 anchors (3 scales x 3 ratios).
 SEED_RPN = dict(in_channels=CHANNELS, feat_channels=CHANNELS,
@@ -40,18 +36,6 @@ def cfg():
                 test=model.test_cfg.rpn)
 
 
-def retyped(node):
-    """A copy of a config with mmdet's task module types replaced by ours."""
-    if isinstance(node, dict):
-        node = {key: retyped(value) for key, value in node.items()}
-        if node.get('type') in OURS:
-            node['type'] = OURS[node['type']]
-        return node
-    if isinstance(node, list):
-        return [retyped(value) for value in node]
-    return node
-
-
 def build_pair(cfg, head=None, train=None, test=None, seed=0, std=None):
     """(ours, theirs) with theirs' weights (N(0, std) if given, else PyTorch's init) in ours."""
     head_cfg = dict(cfg['head'], **(head or {}))
@@ -64,7 +48,7 @@ def build_pair(cfg, head=None, train=None, test=None, seed=0, std=None):
     if std is not None:
         for param in theirs.parameters():
             torch.nn.init.normal_(param, std=std)
-    ours = MODELS.build(retyped(dict(theirs_cfg, type='ScratchRPNHead')))
+    ours = MODELS.build(retyped(dict(theirs_cfg, type='ScratchRPNHead'), SCRATCH_TYPES))
     assert type(ours) is ScratchRPNHead
     ours.load_state_dict(theirs.state_dict(), strict=True)
     return ours, theirs

@@ -1,0 +1,39 @@
+"""Swapping components by type name: our component for each mmdet one it replaces, and
+the config rewrite that swaps them (``configs/_base_/models/faster-rcnn_r50_fpn_scratch.py``
+spells the same swap out for readers).
+"""
+import copy
+
+#: mmdet's type -> ours, for every component this plugin replaces (mmcv's RoIPool has
+#: no CPU kernel, so ``ScratchRoIPool`` replaces it on the seeds' model only).
+SCRATCH_TYPES = {
+    'AnchorGenerator': 'ScratchAnchorGenerator',
+    'BboxOverlaps2D': 'ScratchBboxOverlaps2D',
+    'DeltaXYWHBBoxCoder': 'ScratchDeltaXYWHBBoxCoder',
+    'MaxIoUAssigner': 'ScratchMaxIoUAssigner',
+    'RandomSampler': 'ScratchRandomSampler',
+    'RPNHead': 'ScratchRPNHead',
+    'SingleRoIExtractor': 'ScratchRoIExtractor',
+    'RoIAlign': 'ScratchRoIAlign',
+    'Shared2FCBBoxHead': 'ScratchBBoxHead',
+}
+
+
+def retyped(cfg, mapping):
+    """A deep copy of config ``cfg`` (nested dicts / ConfigDicts and lists) whose
+    ``type`` values found in ``mapping`` are replaced, e.g.
+    ``retyped(model_cfg, SCRATCH_TYPES)``. Types left implicit (mmdet's assigners
+    default their IoU calculator) are not seen: spell them out to swap them."""
+    cfg = copy.deepcopy(cfg)
+
+    def visit(node):
+        if isinstance(node, dict):
+            if isinstance(node.get('type'), str) and node['type'] in mapping:
+                node['type'] = mapping[node['type']]
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+    visit(cfg)
+    return cfg
