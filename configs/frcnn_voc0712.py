@@ -4,7 +4,7 @@ _base_ = './frcnn_voc.py'
 
 data_root = 'data/VOCdevkit/'
 voc_trainval = dict(
-    type='VOCDataset',
+    type='ScratchVOCDataset',
     data_root=data_root,
     filter_cfg=dict(filter_empty_gt=True, min_size=32, bbox_min_size=32),
     pipeline={{_base_.train_pipeline}})

@@ -9,7 +9,7 @@ mmengine checkpoints under torch >= 2.6's ``weights_only=True``
 from . import dist  # noqa: F401  (--launcher pytorch on CPU-only machines)
 from .alternating import FreezeModulesHook
 from .checkpoint import allow_mmengine_checkpoints
-from .datasets import KittiTinyDataset
+from .datasets import KittiTinyDataset, ScratchCocoDataset, ScratchVOCDataset
 from .finetune import FineTuneHook
 from .models import ScratchBBoxHead, ScratchRoIExtractor, ScratchRPNHead, ScratchVGG16
 from .ops import ScratchRoIAlign, ScratchRoIPool, batched_nms, nms
@@ -20,9 +20,10 @@ from .task_modules import (ScratchAnchorGenerator, ScratchBboxOverlaps2D,
 __version__ = '0.1.0'
 __all__ = [
     'FineTuneHook', 'FreezeModulesHook', 'KittiTinyDataset', 'ScratchAnchorGenerator',
-    'ScratchBBoxHead', 'ScratchBboxOverlaps2D', 'ScratchDeltaXYWHBBoxCoder',
-    'ScratchMaxIoUAssigner', 'ScratchRPNHead', 'ScratchRandomSampler', 'ScratchRoIAlign',
-    'ScratchRoIExtractor', 'ScratchRoIPool', 'ScratchVGG16', 'allow_mmengine_checkpoints',
+    'ScratchBBoxHead', 'ScratchBboxOverlaps2D', 'ScratchCocoDataset',
+    'ScratchDeltaXYWHBBoxCoder', 'ScratchMaxIoUAssigner', 'ScratchRPNHead',
+    'ScratchRandomSampler', 'ScratchRoIAlign', 'ScratchRoIExtractor', 'ScratchRoIPool',
+    'ScratchVGG16', 'ScratchVOCDataset', 'allow_mmengine_checkpoints',
     'batched_nms', 'nms', '__version__'
 ]
 

@@ -6,9 +6,14 @@
 #       Annotations/<id>.xml          VOC XML: <object><name>cat</name><bndbox>...
 #       JPEGImages/<id>.jpg
 #       ImageSets/Main/trainval.txt   one <id> per line (and test.txt)
-# Objects whose <name> is not in `classes` are skipped; <difficult>1</difficult> ones
-# become ignore regions, as in VOC.
+# The files are read as labelling tools write them (ScratchVOCDataset, from frcnn_voc.py):
+# Windows line ends, blank lines and spaces in the id lists are fine, and every defect
+# (a missing image, malformed XML, an inverted box...) stops loading with its file and
+# line. Objects whose <name> is not in `classes` are skipped, with one warning line per
+# name (count and an example file); <difficult>1</difficult> ones become ignore
+# regions, as in VOC. Check the data first, then train:
 #
+#   python tools/check_dataset.py configs/examples/frcnn_custom_voc.py
 #   python tools/train.py configs/examples/frcnn_custom_voc.py
 _base_ = '../frcnn_voc.py'
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from coco_files import VAL
+from coco_files import write_coco as write_custom_coco
 from kitti_small import write_small_config
 from mmengine.config import Config
 
@@ -75,6 +77,8 @@ def data(tmp_path_factory, kitti_tiny_root):
     write_voc(tmp / 'data/VOCdevkit/VOC2012', ids=('2012_000001', '2012_000002'))
     write_voc(tmp / 'data/my_voc')
     write_coco(tmp / 'data/coco')
+    write_custom_coco(tmp / 'data/my_coco', 'train')
+    write_custom_coco(tmp / 'data/my_coco', 'val', VAL)
     (tmp / 'kitti_ids.txt').write_text('000000\n000001\n')
     return tmp, kitti_tiny_root
 

@@ -1,0 +1,153 @@
+"""COCO-format (JSON) data of your own: mmdet's ``CocoDataset``, with every defect of
+the file found and named.
+
+mmdet's ``CocoDataset`` reads ``ann_file`` with pycocotools (``images``,
+``annotations`` with ``bbox = [x, y, w, h]``, ``area``, ``category_id``, ``iscrowd``,
+and ``categories``) and images from ``data_prefix['img']``. It numbers the labels in
+the order of the JSON's ``categories`` whatever the order of ``classes``, and skips
+without a word the annotations of other categories, boxes under one pixel and boxes
+outside their image. :class:`ScratchCocoDataset` loads the same data list and:
+
+Errors (the file, the annotation id and the image): a file that is not JSON (with its
+line and column), ``classes`` not all among the JSON's category names, in another order,
+or a name with several ids, an image entry without ``file_name`` / ``width`` /
+``height``, a missing image file (``check_images``), an annotation without a 4-number
+``bbox`` or ``area``, a negative width or height, a ``category_id`` that is no category.
+
+Counted and skipped as mmdet does (warnings): annotations of categories not in
+``classes`` (one warning line per name at load, with the count and an example), boxes
+under one pixel or with zero ``area``, and boxes entirely outside their image. A box
+reaching partly outside is kept (the pipeline clips it) and is a warning.
+
+Errors are collected, then raised together as one :class:`DatasetError`
+(``raise_on_defects=True``), or kept in ``self.defects`` for
+``tools/check_dataset.py``; an image with an error is left out of the data list.
+"""
+import json
+import logging
+import math
+import os.path as osp
+from collections import Counter
+from typing import Dict, List, Optional
+
+from mmengine.fileio import exists
+from mmengine.logging import print_log
+
+from mmdet.datasets import CocoDataset
+from mmdet.registry import DATASETS
+from .defects import CollectsDefects
+
+
+@DATASETS.register_module()
+class ScratchCocoDataset(CollectsDefects, CocoDataset):
+    """mmdet's ``CocoDataset`` that names every defect of its JSON (see the module's
+    docstring for what is an error and what is counted).
+
+    Args:
+        raise_on_defects (bool): as :class:`CollectsDefects`.
+        check_images (bool): check that every image file exists. Default: True.
+        Everything else as :class:`mmdet.datasets.CocoDataset`.
+    """
+
+    def load_data_list(self) -> List[dict]:
+        """mmdet's ``CocoDataset.load_data_list``; images with an error left out."""
+        self.defects = []
+        self.category_names: Optional[Dict[int, str]] = None  # id -> name, at 1st image
+        self.skipped_names = Counter()
+        self.skipped_example: Dict[str, str] = {}
+        try:
+            data_list = [d for d in super().load_data_list() if d is not None]
+        except json.JSONDecodeError as e:
+            self._defect(f'not JSON: {e.msg} (column {e.colno})', line=e.lineno)
+            data_list = []
+        except FileNotFoundError:
+            self._defect('annotation file not found')
+            data_list = []
+
+        for name, count in sorted(self.skipped_names.items()):
+            message = (f'{count} annotation(s) of category {name!r} skipped: not in '
+                       f'classes {tuple(self.metainfo["classes"])} '
+                       f'(e.g. {self.skipped_example[name]})')
+            self._defect(message, error=False)
+            print_log(f'{type(self).__name__}: {self.ann_file}: {message}',
+                      logger='current', level=logging.WARNING)
+        self.report_defects()
+        return data_list
+
+    def parse_data_info(self, raw_data_info: dict) -> Optional[dict]:
+        """mmdet's ``CocoDataset.parse_data_info`` on the annotations without errors;
+        None for an image with an error."""
+        if self.category_names is None:
+            self._check_classes()
+        img_info = raw_data_info['raw_img_info']
+        missing = [k for k in ('file_name', 'width', 'height') if k not in img_info]
+        if missing:
+            self._defect(f'image {img_info["img_id"]} has no {", ".join(missing)}')
+            return None
+        img_path = osp.join(self.data_prefix['img'], img_info['file_name'])
+        if self.check_images and not exists(img_path, backend_args=self.backend_args):
+            self._defect(f'image {img_info["img_id"]}: file not found: {img_path}')
+            return None
+        anns = [ann for ann in raw_data_info['raw_ann_info']
+                if self._usable(ann, img_info)]
+        return super().parse_data_info(dict(raw_data_info, raw_ann_info=anns))
+
+    def _check_classes(self) -> None:
+        """``classes`` against the JSON's categories: mmdet matches them by name and
+        numbers the labels in the categories' order (``COCO.get_cat_ids``), and
+        ``CocoMetric`` maps the labels back the same way."""
+        self.category_names = {c['id']: c['name']
+                               for c in self.coco.dataset.get('categories', [])}
+        names = list(self.category_names.values())
+        classes = list(self.metainfo['classes'])
+        repeated = sorted(n for n, k in Counter(names).items() if k > 1 and n in classes)
+        absent = [c for c in classes if c not in names]
+        in_json_order = [n for n in names if n in classes]
+        if repeated:
+            self._defect(f'categories {repeated} have several ids')
+        elif absent:
+            self._defect(f'classes {absent} are not among the categories {names}')
+        elif in_json_order != classes:
+            self._defect(f'classes must be in the order of the categories, '
+                         f'{tuple(in_json_order)}: mmdet numbers the labels that way, so '
+                         'in any other order the class names would name the wrong boxes')
+
+    def _usable(self, ann: dict, img_info: dict) -> bool:
+        """Whether mmdet's ``parse_data_info`` may see ``ann``; its defect recorded."""
+        where = f'annotation {ann.get("id")} (image {img_info["file_name"]})'
+        bbox = ann.get('bbox')
+        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(
+                isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
+            self._defect(f'{where}: bbox is not [x, y, w, h] numbers: {bbox!r}')
+            return False
+        if 'area' not in ann:
+            self._defect(f'{where}: no area (CocoMetric needs it)')
+            return False
+        if ann.get('category_id') not in self.category_names:
+            self._defect(f'{where}: category_id {ann.get("category_id")!r} is no category')
+            return False
+        x, y, w, h = bbox
+        if w < 0 or h < 0:
+            self._defect(f'{where}: negative width or height: {bbox}')
+            return False
+        name = self.category_names[ann['category_id']]
+        if ann['category_id'] not in self.cat2label:
+            self.skipped_names[name] += 1
+            self.skipped_example.setdefault(name, where)
+            return False
+        width, height = img_info['width'], img_info['height']
+        if w < 1 or h < 1 or ann['area'] <= 0:
+            self._defect(f'{where}: box under one pixel or of zero area, skipped: '
+                         f'{bbox}', error=False)
+        elif min(x + w, width) <= max(x, 0) or min(y + h, height) <= max(y, 0):
+            self._defect(f'{where}: box outside the {width}x{height} image, skipped: '
+                         f'{bbox}', error=False)
+        elif x < 0 or y < 0 or x + w > width or y + h > height:
+            self._defect(f'{where}: box reaches outside the {width}x{height} image: '
+                         f'{bbox}', error=False)
+        return True
+
+    def _defect(self, message: str, line: Optional[int] = None,
+                error: bool = True) -> None:
+        """A defect of ``ann_file``, the one file of a COCO dataset's annotations."""
+        self.add_defect(self.ann_file, line, message, error)
