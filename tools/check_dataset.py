@@ -32,7 +32,8 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import frcnn_plugin  # noqa: E402,F401  registers our datasets
-from frcnn_plugin.datasets.defects import CollectsDefects, instance_defects  # noqa: E402
+from frcnn_plugin.datasets.defects import (CollectsDefects, DatasetError,  # noqa: E402
+                                           instance_defects)
 from mmdet.registry import DATASETS  # noqa: E402
 
 LOADERS = {'train': 'train_dataloader', 'val': 'val_dataloader',
@@ -128,7 +129,12 @@ def check_split(split: str, dataset_cfg) -> int:
     try:
         with contextlib.redirect_stdout(sys.stderr):  # pycocotools' progress lines
             dataset = DATASETS.build(dataset_cfg)
-    except Exception as e:  # a dataset that stops at its first defect: that defect
+    except DatasetError as e:  # ours, when nothing could be loaded
+        print(f'{split}: {dataset_cfg.get("type")} could not be built')
+        for defect in e.defects:
+            print(f'    error: {defect}')
+        return len(e.defects)
+    except Exception as e:  # another dataset stops at its first defect: that defect
         print(f'{split}: {dataset_cfg.get("type")} could not be built\n'
               f'  error: {type(e).__name__}: {e}')
         return 1

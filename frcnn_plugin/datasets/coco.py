@@ -71,7 +71,7 @@ class ScratchCocoDataset(CollectsDefects, CocoDataset):
             self._defect(message, error=False)
             print_log(f'{type(self).__name__}: {self.ann_file}: {message}',
                       logger='current', level=logging.WARNING)
-        self.report_defects()
+        self.report_defects(data_list)
         return data_list
 
     def parse_data_info(self, raw_data_info: dict) -> Optional[dict]:

@@ -73,9 +73,12 @@ class CollectsDefects:
                    error: bool = True) -> None:
         self.defects.append(Defect(path, line, message, error))
 
-    def report_defects(self) -> None:
-        """At the end of ``load_data_list``: raise for the errors if told to."""
-        if self.raise_on_defects:
+    def report_defects(self, data_list: List[dict]) -> None:
+        """At the end of ``load_data_list``: raise for the errors if told to, or if
+        nothing could be loaded (mmengine cannot hold an empty dataset)."""
+        if not data_list and not any(d.error for d in self.defects):
+            self.add_defect(self.ann_file, None, 'no images')
+        if self.raise_on_defects or not data_list:
             raise_for_errors(self.defects)
 
 

@@ -113,7 +113,7 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
             self.add_defect(path, line, message, error=False)
             print_log(f'{type(self).__name__}: {path}:{line}: {message}',
                       logger='current', level=logging.WARNING)
-        self.report_defects()
+        self.report_defects(data_list)
         return data_list
 
     def _read_ids(self) -> List[Tuple[int, str]]:

@@ -218,3 +218,28 @@ def test_published_splits_counts(tmp_path):
         labels = [CLASSES[inst['bbox_label']] for i in range(len(dataset))
                   for inst in dataset.get_data_info(i)['instances']]
         assert labels == [name for i in ids for name, _, _ in PUBLISHED[i]]
+
+
+@pytest.mark.parametrize('newline', ['\n', '\r\n', '\r'])
+def test_id_list_line_ends_and_line_numbers(tmp_path, newline):
+    """Unix, Windows and old Mac line ends alike: ids found, defects on the right line."""
+    root = write_voc(tmp_path, newline=newline)
+    (root / 'ImageSets/Main/trainval.txt').write_bytes(
+        newline.join(['frame_0001', '', '  frame_0009 ', 'frame_0002', '']).encode())
+    dataset = build(root, raise_on_defects=False)
+    assert [dataset.get_data_info(i)['img_id'] for i in range(2)] == ['frame_0001',
+                                                                      'frame_0002']
+    assert [str(d) for d in dataset.defects] == [
+        f"{root}/ImageSets/Main/trainval.txt:3: annotation of 'frame_0009' not found: "
+        f'{root}/Annotations/frame_0009.xml']
+
+
+def test_nothing_to_load_is_an_error_even_when_collecting(tmp_path):
+    root = write_voc(tmp_path, splits={'trainval': [], 'test': ['missing']})
+    with pytest.raises(DatasetError) as error:
+        build(root, raise_on_defects=False)
+    assert str(error.value) == f'{root}/ImageSets/Main/trainval.txt: no images'
+    with pytest.raises(DatasetError) as error:
+        build(root, split='test', raise_on_defects=False)
+    assert str(error.value) == (f"{root}/ImageSets/Main/test.txt:1: annotation of "
+                                f"'missing' not found: {root}/Annotations/missing.xml")

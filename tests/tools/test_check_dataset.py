@@ -192,3 +192,46 @@ def test_dataset_wrappers_voc0712(repo, tmp_path, check, capsys, monkeypatch):
     assert 'train[1]: ScratchVOCDataset data/VOCdevkit/VOC2012/ImageSets/Main/trainval.txt\n'\
         '  images: 1, without objects: 0' in out
     assert out.count('  cat                1        0\n') == 2
+
+
+def test_no_data_yet(repo, tmp_path, check, capsys, monkeypatch):
+    """frcnn_voc.py before `tools/prepare_data.py voc`: each split's missing file."""
+    monkeypatch.chdir(tmp_path)
+    assert check([str(repo / 'configs/frcnn_voc.py')]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        'train: ScratchVOCDataset could not be built',
+        '    error: data/VOCdevkit/VOC2007/ImageSets/Main/trainval.txt: image-set file '
+        'not found',
+        'val: ScratchVOCDataset could not be built',
+        '    error: data/VOCdevkit/VOC2007/ImageSets/Main/test.txt: image-set file not found',
+        'test: the same dataset as val',
+        '2 error(s)']
+
+
+def test_stock_coco_dataset(repo, tmp_path, check, capsys, monkeypatch):
+    """mmdet's own CocoDataset (the stock COCO config): counted and checked from the
+    instances it loaded; mmdet drops the zero-size box itself, the box reaching outside
+    its image is a warning."""
+    annotations = {'c.jpg': [('person', [100, 100, 200, 150], 0)],
+                   'd.jpg': [('bicycle', [20, 30, 400, 300], 0), ('car', [450, 20, 40, 60], 0)]}
+    write_coco(tmp_path / 'data/coco', 'instances_val2017', annotations,
+               categories=('person', 'bicycle', 'car'), extra=[
+                   dict(id=20, image_id=1, category_id=3, bbox=[600, 10, 100, 50],
+                        area=5000, iscrowd=0),
+                   dict(id=21, image_id=1, category_id=3, bbox=[60, 10, 0, 50], area=0,
+                        iscrowd=0)])
+    (tmp_path / 'data/coco/val2017').symlink_to(tmp_path / 'data/coco/images')
+    monkeypatch.chdir(tmp_path)
+    assert check([str(repo / 'configs/examples/faster-rcnn_r50_fpn_1x_coco_scratch.py'),
+                  '--split', 'val']) == 0
+    out = without_log_lines(capsys.readouterr().out).splitlines()
+    assert out[:3] == ['val: CocoDataset data/coco/annotations/instances_val2017.json',
+                       '  images: 2, without objects: 0',
+                       '  class           objects  ignored']
+    assert out[3:6] == ['  person                1        0', '  bicycle               1        0',
+                        '  car                   2        0']
+    assert out[-3:] == [
+        '  defects: 0 error(s), 1 warning(s)',
+        '    warning: data/coco/val2017/c.jpg: box reaches outside the 640x480 image: '
+        '[600, 10, 700, 60]',
+        'no errors']
