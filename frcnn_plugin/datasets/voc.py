@@ -23,8 +23,9 @@ Accepted (documented):
       counted: one warning line per name at load (count and an example file), so a
       misspelt class cannot silently lose its boxes.
 
-Errors, each naming the file and line: a missing image-set file, annotation or image,
-an id with spaces inside (a per-class list such as ``cat_trainval.txt``), malformed XML,
+Errors, each naming the file and line: a missing image-set file, annotation or image
+(naming ``<id>.png`` or the like if there is one: ``img_suffix`` reads other
+extensions, where mmdet reads ``.jpg`` only), an id with spaces inside (a per-class list such as ``cat_trainval.txt``), malformed XML,
 an object without ``<name>`` or ``<bndbox>``, a missing or non-numeric coordinate, a
 non-integer ``<difficult>``, an inverted (``xmax < xmin``) or zero-size
 (``xmax == xmin``) box, a box entirely outside its image, and a ``<size>`` that
@@ -32,6 +33,7 @@ disagrees with the image. All of them are collected, then raised together as one
 :class:`DatasetError` (``raise_on_defects=True``), or kept in ``self.defects`` for
 ``tools/check_dataset.py``; an image with an error is left out of the data list.
 """
+import glob
 import logging
 import os.path as osp
 import xml.etree.ElementTree as ET
@@ -82,11 +84,18 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
 
     Args:
         raise_on_defects (bool): as :class:`CollectsDefects`.
-        check_images (bool): read every image's header (no decoding: ~0.06 ms an
-            image) to find missing images and ``<size>`` mismatches at load. False
-            skips it; a missing image then fails in the data loader. Default: True.
+        check_images (bool): read every image's header (without decoding it: about
+            0.4 ms an image) to find missing images and ``<size>`` mismatches at load.
+            False skips it; a missing image then fails in the data loader.
+            Default: True.
+        img_suffix (str): the images' file extension: ``JPEGImages/<id><img_suffix>``
+            (mmdet: always ``.jpg``). Default: ``'.jpg'``.
         Everything else as :class:`mmdet.datasets.VOCDataset`.
     """
+
+    def __init__(self, *args, img_suffix: str = '.jpg', **kwargs) -> None:
+        self.img_suffix = img_suffix
+        super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> List[dict]:
         """mmdet's ``XMLDataset.load_data_list``, with ids read as described above."""
@@ -94,13 +103,13 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
             '`classes` in `XMLDataset` can not be None.'
         self.cat2label = {cat: i for i, cat in enumerate(self._metainfo['classes'])}
         self.defects = []
-        # name -> [count, example 'xml:line'] of objects whose class is not in classes
+        # name -> [count, (xml path, line) of the first] of objects not in classes
         self.skipped_names: Dict[str, list] = {}
 
         data_list = []
         for line, img_id in self._read_ids():
             data_info = self.parse_data_info(dict(
-                img_id=img_id, file_name=osp.join(self.img_subdir, f'{img_id}.jpg'),
+                img_id=img_id, file_name=osp.join(self.img_subdir, img_id + self.img_suffix),
                 xml_path=osp.join(self.sub_data_root, self.ann_subdir, f'{img_id}.xml'),
                 ann_file_line=line))
             if data_info is not None:
@@ -127,7 +136,7 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
             text = data.decode('utf-8-sig')
         except UnicodeDecodeError as e:
             self.add_defect(self.ann_file, data[:e.start].count(b'\n') + 1,
-                         f'not UTF-8 text: {e.reason}')
+                            f'not UTF-8 text: {e.reason}')
             return []
         ids = []
         for line, img_id in enumerate(text.splitlines(), start=1):
@@ -136,7 +145,7 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
                 continue
             if len(img_id.split()) > 1:
                 self.add_defect(self.ann_file, line, f'expected one image id, got {img_id!r} '
-                             '(a per-class list? use ImageSets/Main/<split>.txt)')
+                                '(a per-class list? use ImageSets/Main/<split>.txt)')
                 continue
             ids.append((line, img_id))
         return ids
@@ -150,13 +159,13 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
             data = get(xml_path, backend_args=self.backend_args)
         except FileNotFoundError:
             self.add_defect(*id_line, f'annotation of {img_info["img_id"]!r} not found: '
-                         f'{xml_path}')
+                            f'{xml_path}')
             return None
         try:
             root, lines = parse_xml_with_lines(data)
         except expat.ExpatError as e:
             self.add_defect(xml_path, e.lineno, f'malformed XML: {expat.ErrorString(e.code)} '
-                         f'(column {e.offset + 1})')
+                            f'(column {e.offset + 1})')
             return None
 
         size = self._xml_size(root, lines, xml_path)
@@ -166,8 +175,8 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
                 return None
             if size is not None and size != image_size:
                 self.add_defect(xml_path, lines[root.find('size')],
-                             f'<size> says {size[0]}x{size[1]}, the image {img_path} is '
-                             f'{image_size[0]}x{image_size[1]}')
+                                f'<size> says {size[0]}x{size[1]}, the image {img_path} is '
+                                f'{image_size[0]}x{image_size[1]}')
                 return None
             size = image_size
         width, height = size
@@ -199,7 +208,10 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
                 with Image.open(local) as img:
                     return img.size
         except FileNotFoundError:
-            self.add_defect(*id_line, f'image not found: {img_path}')
+            others = glob.glob(glob.escape(osp.splitext(img_path)[0]) + '.*')
+            hint = (f' (there is {osp.basename(min(others))}: set img_suffix)'
+                    if others else '')
+            self.add_defect(*id_line, f'image not found: {img_path}{hint}')
         except (UnidentifiedImageError, OSError) as e:
             self.add_defect(*id_line, f'unreadable image {img_path}: {e}')
         return None
@@ -220,7 +232,7 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
             difficult = int(difficult) if difficult else 0
         except ValueError:
             self.add_defect(xml_path, lines[obj.find('difficult')],
-                         f'<difficult> of {name!r} is not an integer: {difficult!r}')
+                            f'<difficult> of {name!r} is not an integer: {difficult!r}')
             return None
         bndbox = obj.find('bndbox')
         if bndbox is None:
@@ -234,14 +246,14 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
             except (TypeError, ValueError):
                 where = lines[bndbox if text is None else bndbox.find(tag)]
                 self.add_defect(xml_path, where, f'<{tag}> of {name!r} is '
-                             + ('missing' if text is None else f'not a number: {text!r}'))
+                                + ('missing' if text is None else f'not a number: {text!r}'))
                 return None
 
         x1, y1, x2, y2 = box
         where = lines[bndbox]
         if x2 < x1 or y2 < y1:
             self.add_defect(xml_path, where, f'inverted box of {name!r} (xmax < xmin or '
-                         f'ymax < ymin): {box}')
+                            f'ymax < ymin): {box}')
             return None
         if x2 == x1 or y2 == y1:
             self.add_defect(xml_path, where, f'zero-size box of {name!r}: {box}')
@@ -249,12 +261,12 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
         clipped = [max(x1, 1), max(y1, 1), min(x2, width), min(y2, height)]
         if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
             self.add_defect(xml_path, where, f'box of {name!r} lies outside the '
-                         f'{width}x{height} image: {box}')
+                            f'{width}x{height} image: {box}')
             return None
         if clipped != box:
             self.add_defect(xml_path, where, f'box of {name!r} reaches outside the '
-                         f'{width}x{height} image (VOC pixels are 1..{width}, '
-                         f'1..{height}): {box} clipped to {clipped}', error=False)
+                            f'{width}x{height} image (VOC pixels are 1..{width}, '
+                            f'1..{height}): {box} clipped to {clipped}', error=False)
 
         bbox = [v - 1 for v in clipped]  # VOC's 1-based pixels, 0-based as mmdet's
         ignore = False

@@ -243,3 +243,17 @@ def test_nothing_to_load_is_an_error_even_when_collecting(tmp_path):
         build(root, split='test', raise_on_defects=False)
     assert str(error.value) == (f"{root}/ImageSets/Main/test.txt:1: annotation of "
                                 f"'missing' not found: {root}/Annotations/missing.xml")
+
+
+def test_png_images_are_named_and_read_with_img_suffix(tmp_path):
+    root = write_voc(tmp_path)
+    for img in (root / 'JPEGImages').glob('*.jpg'):
+        Image.open(img).save(img.with_suffix('.png'))
+        img.unlink()
+    with pytest.raises(DatasetError) as error:
+        build(root, split='test')
+    assert str(error.value) == (f'{root}/ImageSets/Main/test.txt:1: image not found: '
+                                f'{root}/JPEGImages/frame_0004.jpg (there is '
+                                'frame_0004.png: set img_suffix)')
+    dataset = build(root, split='test', img_suffix='.png')
+    assert dataset.get_data_info(0)['img_path'] == f'{root}/JPEGImages/frame_0004.png'
