@@ -136,7 +136,7 @@ def check_split(split: str, dataset_cfg) -> int:
         return len(e.defects)
     except Exception as e:  # another dataset stops at its first defect: that defect
         print(f'{split}: {dataset_cfg.get("type")} could not be built\n'
-              f'  error: {type(e).__name__}: {e}')
+              f'    error: {type(e).__name__}: {e}')
         return 1
     errors = 0
     parts = leaves(dataset)

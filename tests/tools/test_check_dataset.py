@@ -172,7 +172,7 @@ def test_kitti_defects_and_a_dataset_that_cannot_be_built(repo, kitti_tiny_root,
                   *kitti_options(root)]) == 1
     assert capsys.readouterr().out == (
         'train: KittiTinyDataset could not be built\n'
-        f'  error: ValueError: {label}:1: expected 15 fields (KITTI label), got 14: '
+        f'    error: ValueError: {label}:1: expected 15 fields (KITTI label), got 14: '
         f"'{' '.join(fields[:14])}'\n1 error(s)\n")
 
 
