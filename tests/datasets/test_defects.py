@@ -1,0 +1,31 @@
+import math
+
+import pytest
+
+from frcnn_plugin.datasets.defects import DatasetError, Defect, box_defect
+
+
+@pytest.mark.parametrize('bbox, expected', [
+    ([0, 0, 40, 30], None),  # the whole 40 x 30 image: inside
+    ([10.5, 2, 12, 3], None),
+    ([5, 5, 4, 9], ('inverted box (x2 < x1 or y2 < y1): [5, 5, 4, 9]', True)),
+    ([5, 5, 9, 4], ('inverted box (x2 < x1 or y2 < y1): [5, 5, 9, 4]', True)),
+    ([5, 5, 5, 9], ('zero-size box: [5, 5, 5, 9]', True)),
+    ([5, math.nan, 6, 9], ('box is not 4 finite numbers: [5, nan, 6, 9]', True)),
+    ([5, 5, 6], ('box is not 4 finite numbers: [5, 5, 6]', True)),
+    ([-1, 5, 6, 9], ('box reaches outside the 40x30 image: [-1, 5, 6, 9]', False)),
+    ([5, 5, 6, 30.5], ('box reaches outside the 40x30 image: [5, 5, 6, 30.5]', False)),
+])
+def test_box_defect(bbox, expected):
+    assert box_defect(bbox, 40, 30) == expected
+
+
+def test_dataset_error_lists_errors_from_the_first_path_line():
+    defects = [Defect('a.xml', 3, 'one'), Defect('ids.txt', None, 'two')]
+    error = DatasetError(defects)
+    assert isinstance(error, ValueError)
+    assert str(error) == 'a.xml:3: one\nids.txt: two'
+    assert error.defects == defects
+    assert str(DatasetError(defects, max_shown=1)).splitlines() == [
+        'a.xml:3: one', '... 2 errors in all, the first 1 shown; python '
+        'tools/check_dataset.py CONFIG lists every one']
