@@ -11,17 +11,18 @@ import torch
 from coco_files import VAL, write_coco
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
+from mmengine.runner import save_checkpoint
 from voc_files import CLASSES, copy_recipe, write_voc
 
 import frcnn_plugin  # noqa: F401  registers our datasets
 from mmdet.registry import DATASETS, MODELS
 
-# Speed only (CPU, 2 images a batch), appended to the recipe: no checkpoint to start
-# from, 64 instead of 4096 channels in fc6 / fc7, a smaller scale, no loader workers,
-# one epoch.
+# Speed only (CPU, 2 images a batch), appended to the recipe (editing its dicts, not
+# replacing them): 64 instead of 4096 channels in fc6 / fc7, a smaller scale, no loader
+# workers, one epoch.
 SMALL = """
-load_from = None
-model = dict(backbone=dict(init_cfg=None), roi_head=dict(bbox_head=dict(fc_out_channels=64)))
+model.update(backbone=dict(init_cfg=None))
+model['roi_head']['bbox_head']['fc_out_channels'] = 64
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
@@ -45,15 +46,25 @@ default_hooks = dict(logger=dict(interval=1))
 
 @pytest.mark.slow
 def test_custom_voc_recipe_trains_on_the_published_set(repo, tmp_path, python):
+    """Fine-tuned from a (random) 20-class VOC checkpoint of the same model."""
+    voc = Config.fromfile(repo / 'configs/frcnn_voc.py').model
+    voc.backbone.init_cfg = None
+    voc.roi_head.bbox_head.fc_out_channels = 64
+    save_checkpoint({'state_dict': MODELS.build(voc).state_dict()}, str(tmp_path / 'voc.pth'))
     root = write_voc(tmp_path / 'site')
     config = copy_recipe(repo / 'configs/examples/frcnn_custom_voc.py', tmp_path / 'mine.py', {
         "classes = ('cat', 'dog')": f'classes = {CLASSES}',
-        "data_root = 'data/my_voc/'": f"data_root = '{root}/'"})
+        "data_root = 'data/my_voc/'": f"data_root = '{root}/'",
+        "load_from = 'work_dirs/frcnn_voc/epoch_16.pth'": f"load_from = '{tmp_path}/voc.pth'"})
     config.write_text(config.read_text() + SMALL)
     proc = subprocess.run([python, 'tools/train.py', str(config), '--work-dir',
                            str(tmp_path / 'work')], cwd=repo, capture_output=True, text=True)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]
+    # FineTuneHook: the 4 class-specific tensors of 20 VOC classes do not fit 4 classes.
+    assert ('Fine-tuning: 4 checkpoint tensor(s) do not fit this model' in log
+            and 'roi_head.bbox_head.fc_cls.weight: checkpoint [21, 64] -> model [5, 64]'
+            in log), log[-5000:]
     # 3 trainval images at batch 2: 2 iterations, finite losses; then the test image.
     lines = re.findall(r'Epoch\(train\) \[1\]\[\d/2\].*', log)
     assert len(lines) == 2, log[-3000:]
