@@ -92,6 +92,11 @@ def value(item) -> bytes:
     return text(item) if isinstance(item, str) else integer(item) if isinstance(item, int) else item
 
 
+# The dtype states numpy writes for 'f8' and 'O8'.
+F8_STATE = (3, '<', None, None, None, -1, -1, 0)
+O8_STATE = (3, '|', None, None, None, -1, -1, 63)
+
+
 def numpy_dtype(spec: str, state) -> bytes:
     """``numpy.dtype(spec)`` completed by ``state`` (BUILD), as numpy pickles a dtype."""
     return build(call(glob('numpy.dtype'), text(spec), pickle.NEWFALSE, pickle.NEWTRUE),
@@ -107,7 +112,7 @@ def numpy_array(shape, dtype: bytes, data: bytes) -> bytes:
 
 def history_buffer(statistics: bytes = None, how: str = 'build') -> bytes:
     """A HistoryBuffer whose state carries ``statistics`` as its ``statistics_methods``."""
-    f8 = numpy_dtype('f8', (3, '<', None, None, None, -1, -1, 0))
+    f8 = numpy_dtype('f8', F8_STATE)
     state = mapping((text('max_length'), integer(10)),
                     (text('_log_history'), numpy_array((0, ), f8, raw(b''))),
                     (text('_count_history'), numpy_array((0, ), f8, raw(b''))),
@@ -172,8 +177,6 @@ def set_class_attribute() -> bytes:
                           mapping((text('update'), glob(REBUILD_FROM_TYPE)))))
 
 
-OBJECT_DTYPE = (3, '|', None, None, None, -1, -1, 63)  # what numpy writes for 'O8'
-F8_STATE = (3, '<', None, None, None, -1, -1, 0)
 
 # name: (payload(marker) -> bytecode, what the refusal says).
 ATTACKS = {
@@ -230,12 +233,12 @@ ATTACKS = {
         '__class__'),
     'scalar(object dtype) as identity': (
         lambda m: rebuild_from_type(glob('numpy._core.multiarray.scalar'), glob(HISTORY_BUFFER),
-                                    tup(numpy_dtype('O8', OBJECT_DTYPE), glob(HISTORY_BUFFER))),
+                                    tup(numpy_dtype('O8', O8_STATE), glob(HISTORY_BUFFER))),
         'numpy.dtype'),
     # numpy objects.
-    'numpy object dtype': (lambda m: numpy_dtype('O8', OBJECT_DTYPE), 'numpy.dtype'),
+    'numpy object dtype': (lambda m: numpy_dtype('O8', O8_STATE), 'numpy.dtype'),
     'numpy object array': (
-        lambda m: numpy_array((2, ), numpy_dtype('O8', OBJECT_DTYPE),
+        lambda m: numpy_array((2, ), numpy_dtype('O8', O8_STATE),
                               listing(text('x'), glob('builtins.getattr'))), 'numpy.dtype'),
     'numpy.ndarray(shape, "O")': (
         lambda m: call(glob('numpy.ndarray'), tup(integer(2)), text('O')), 'numpy.ndarray'),
@@ -243,9 +246,12 @@ ATTACKS = {
                                    'Unsupported global'),
     'numpy structured dtype with an object field': (
         lambda m: numpy_dtype('V8', (3, '|', None, tup(text('a')),
-                                     mapping((text('a'), tup(numpy_dtype('O8', OBJECT_DTYPE),
+                                     mapping((text('a'), tup(numpy_dtype('O8', O8_STATE),
                                                              integer(0)))), 8, 1, 63)),
         'numpy.dtype'),
+    'our dtype stand-in named directly': (
+        lambda m: build(new(glob('frcnn_plugin.checkpoint.UnpickledDtype')),
+                        tup(*map(value, O8_STATE))), 'without numpy.dtype'),
     'numpy float64 flagged as holding objects': (
         lambda m: numpy_array((1, ), numpy_dtype('f8', (3, '<', None, None, None, -1, -1, 1)),
                               raw(bytes(8))), 'dtype state'),
