@@ -117,6 +117,7 @@ class ToyDataset(torch.utils.data.Dataset):
 
 
 def toy_runner(work_dir, name, max_epochs, **kwargs):
+    # default_scope: mmdet's, as conftest sets it (a runner makes its scope the current one)
     return Runner(model=Toy(), work_dir=str(work_dir), experiment_name=name,
                   train_dataloader=dict(dataset=ToyDataset(), batch_size=2,
                                         sampler=dict(type='DefaultSampler', shuffle=False),
@@ -124,7 +125,7 @@ def toy_runner(work_dir, name, max_epochs, **kwargs):
                   optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
                   train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
                   default_hooks=dict(logger=dict(type='LoggerHook', interval=1)),
-                  log_level='WARNING', **kwargs)
+                  log_level='WARNING', default_scope='mmdet', **kwargs)
 
 
 def test_a_stock_runner_checkpoint_resumes(tmp_path):

@@ -276,7 +276,8 @@ def write_checkpoint(path, payload: bytes):
 @pytest.fixture(scope='module')
 def runner(tmp_path_factory):
     return Runner(model=Toy(), work_dir=str(tmp_path_factory.mktemp('runner')),
-                  experiment_name='hostile_checkpoints', log_level='ERROR')
+                  experiment_name='hostile_checkpoints', log_level='ERROR',
+                  default_scope='mmdet')  # conftest's: a runner makes its scope current
 
 
 LOADERS = {
