@@ -2,13 +2,13 @@
 MMDetection 3.x plugin.
 
 Importing the package (configs do it with ``custom_imports``) registers its
-components in mmdet's registries (``Scratch*`` names) and lets ``torch.load`` read
-mmengine checkpoints under torch >= 2.6's ``weights_only=True``
-(see :mod:`frcnn_plugin.checkpoint`).
+components in mmdet's registries (``Scratch*`` names) and re-registers mmengine's
+checkpoint loaders so that they read mmengine checkpoints with torch's
+``weights_only=True``, safely (see :mod:`frcnn_plugin.checkpoint`).
 """
 from . import dist  # noqa: F401  (--launcher pytorch on CPU-only machines)
 from .alternating import FreezeModulesHook
-from .checkpoint import allow_mmengine_checkpoints
+from .checkpoint import guard_mmengine_loaders
 from .datasets import KittiTinyDataset, ScratchCocoDataset, ScratchVOCDataset
 from .finetune import FineTuneHook
 from .models import ScratchBBoxHead, ScratchRoIExtractor, ScratchRPNHead, ScratchVGG16
@@ -23,8 +23,7 @@ __all__ = [
     'ScratchBBoxHead', 'ScratchBboxOverlaps2D', 'ScratchCocoDataset',
     'ScratchDeltaXYWHBBoxCoder', 'ScratchMaxIoUAssigner', 'ScratchRPNHead',
     'ScratchRandomSampler', 'ScratchRoIAlign', 'ScratchRoIExtractor', 'ScratchRoIPool',
-    'ScratchVGG16', 'ScratchVOCDataset', 'allow_mmengine_checkpoints',
-    'batched_nms', 'nms', '__version__'
+    'ScratchVGG16', 'ScratchVOCDataset', 'batched_nms', 'nms', '__version__'
 ]
 
-allow_mmengine_checkpoints()
+guard_mmengine_loaders()

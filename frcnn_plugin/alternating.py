@@ -27,6 +27,8 @@ from mmengine.model import is_model_wrapper
 
 from mmdet.registry import HOOKS
 
+from .checkpoint import load as load_mmengine_checkpoint
+
 STAGES = ('stage1_rpn', 'stage2_fast_rcnn', 'stage3_rpn', 'stage4_fast_rcnn')
 #: py-faster-rcnn alt-opt: 80k / 40k / 80k / 40k iterations (RPN, Fast R-CNN, RPN, Fast R-CNN).
 STAGE_RATIO = (2, 1, 2, 1)
@@ -239,7 +241,7 @@ def proposal_config(cfg: Config, rpn_stage: Config, checkpoint: str, split: str,
 
 def load_checkpoint(path: str) -> dict:
     """An mmengine checkpoint, read with ``weights_only=True`` (see ``checkpoint.py``)."""
-    return torch.load(path, map_location='cpu', weights_only=True)
+    return load_mmengine_checkpoint(path, map_location='cpu')
 
 
 def load_state_dict(path: str) -> Dict[str, torch.Tensor]:

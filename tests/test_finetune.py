@@ -18,6 +18,7 @@ from mmengine.runner import save_checkpoint
 from mmdet.registry import MODELS
 
 import frcnn_plugin  # noqa: F401  registers our components
+from frcnn_plugin import checkpoint
 from frcnn_plugin.finetune import describe_mismatches, shape_mismatches
 
 pytestmark = pytest.mark.slow
@@ -116,7 +117,7 @@ def test_load_from_other_class_count_loads_the_rest_and_trains(
     assert f'Load checkpoint from {tmp_path}/source.pth' in log
     assert re.search(r'Epoch\(train\) \[1\]\[2/2\].*loss: \d', log), log[-3000:]
 
-    trained = torch.load(work_dir / 'epoch_1.pth', map_location='cpu')['state_dict']
+    trained = checkpoint.load(work_dir / 'epoch_1.pth', map_location='cpu')['state_dict']
     assert trained.keys() == source_state.keys()
     fc = {'roi_head.bbox_head.' + k for k in FC_SHAPES[case]}
     for name, value in trained.items():
