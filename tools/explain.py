@@ -35,6 +35,9 @@ import os
 import os.path as osp
 import sys
 
+import env_check  # first: without the environment, one line instead of a traceback
+
+env_check.require_environment()
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import matplotlib  # noqa: E402

@@ -10,6 +10,9 @@ configs find our components and checkpoints load under torch >= 2.6.
 import os.path as osp
 import sys
 
+import env_check  # first: without the environment, one line instead of a traceback
+
+env_check.require_environment()
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from frcnn_plugin.mmdet_tools import run_mmdet_tool  # noqa: E402

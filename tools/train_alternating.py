@@ -23,6 +23,9 @@ import os.path as osp
 import sys
 import time
 
+import env_check  # first: without the environment, one line instead of a traceback
+
+env_check.require_environment()
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import frcnn_plugin  # noqa: E402,F401  (our registries; checkpoints load on torch >= 2.6)
