@@ -4,7 +4,8 @@
 # ignore regions (KittiTinyDataset does it). Schedule: the tutorial's 12 epochs with lr
 # steps at 8 and 11, evaluated once at the end with the tutorial's area-under-curve mAP.
 #
-# Offline (no ImageNet VGG16 to download): --cfg-options model.backbone.init_cfg=None
+# Offline, tools/train.py drops the ImageNet VGG16 it cannot download (one warning line);
+# --cfg-options model.backbone.init_cfg=None (make train OFFLINE=1) does so without trying.
 # Other splits: --cfg-options train_dataloader.dataset.ann_file=my_train.txt
 _base_ = [
     './_base_/models/faster-rcnn_vgg16.py',

@@ -3,11 +3,25 @@
 Our ``tools/train.py`` and ``tools/test.py`` are these scripts, so they take
 exactly mmdet's flags and behave as mmdet's; importing :mod:`frcnn_plugin` first is
 what they add (our registries, and mmengine checkpoints readable under
-torch >= 2.6, see :mod:`frcnn_plugin.checkpoint`).
+torch >= 2.6, see :mod:`frcnn_plugin.checkpoint`), and two checks of the config as the
+tool will read it, before its runner starts:
+
+- files: a config, checkpoint or dataset path that does not exist stops the tool with
+  one line naming it (for data, with the command that provides it:
+  :mod:`frcnn_plugin.missing_data`);
+- downloads: pretrained weights that cannot be fetched (no internet) are dropped with
+  one warning line each (:mod:`frcnn_plugin.pretrained`), passed on to the tool as
+  ``--cfg-options KEY=None``, what ``make train OFFLINE=1`` passes.
 """
 import os.path as osp
 import runpy
 import sys
+from typing import Sequence
+
+from mmengine.config import Config
+
+from .missing_data import missing_data_message
+from .pretrained import drop_unfetchable_weights
 
 
 def mmdet_tool_path(name: str) -> str:
@@ -21,8 +35,37 @@ def mmdet_tool_path(name: str) -> str:
     return path
 
 
-def run_mmdet_tool(name: str) -> None:
-    """Run mmdet's ``tools/<name>`` as ``__main__`` with the current ``sys.argv``."""
+def tool_config(path: str):
+    """(args, config) as mmdet's tool at ``path`` reads them from ``sys.argv``: its own
+    ``parse_args`` (mmdet's train.py and test.py both define one), its config merged with
+    ``--cfg-options``. A config file that does not exist ends the process with one line."""
+    args = runpy.run_path(path, run_name='mmdet_tool')['parse_args']()
+    if not osp.isfile(args.config):
+        sys.exit(f'frcnn_plugin: config file {args.config} not found')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    return args, cfg
+
+
+def run_mmdet_tool(name: str, loaders: Sequence[str] = (), downloads: bool = False) -> None:
+    """Run mmdet's ``tools/<name>`` as ``__main__`` with the current ``sys.argv``.
+
+    First, the datasets of ``loaders`` (e.g. ``'train_dataloader'``) and the tool's
+    ``checkpoint`` argument, if it has one (test.py), must be on disk, or the process
+    exits with one line; with ``downloads``, weights the config downloads that cannot be
+    fetched are dropped, with a warning.
+    """
     path = mmdet_tool_path(name)
     sys.argv[0] = path
+    if loaders or downloads:
+        args, cfg = tool_config(path)
+        missing = missing_data_message(cfg, loaders, args.config)
+        if missing:
+            sys.exit(missing)
+        checkpoint = getattr(args, 'checkpoint', None)
+        if checkpoint and '://' not in checkpoint and not osp.isfile(checkpoint):
+            sys.exit(f'frcnn_plugin: checkpoint {checkpoint} not found')
+        for key in drop_unfetchable_weights(cfg) if downloads else ():
+            sys.argv += ['--cfg-options', f'{key}=None']
     runpy.run_path(path, run_name='__main__')

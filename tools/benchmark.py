@@ -20,9 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from mmdet.utils import register_all_modules
+import env_check  # first: without the environment, one line instead of a traceback
+
+env_check.require_environment()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from mmdet.utils import register_all_modules  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmark_cases  # noqa: E402

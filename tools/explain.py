@@ -35,6 +35,9 @@ import os
 import os.path as osp
 import sys
 
+import env_check  # first: without the environment, one line instead of a traceback
+
+env_check.require_environment()
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import matplotlib  # noqa: E402
@@ -51,6 +54,7 @@ from mmengine.structures import InstanceData  # noqa: E402
 import frcnn_plugin  # noqa: E402,F401  registers our components
 from frcnn_plugin.boxes import anchors_inside  # noqa: E402
 from frcnn_plugin.datasets.kitti_tiny import parse_kitti_label  # noqa: E402
+from frcnn_plugin.pretrained import drop_unfetchable_weights  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -182,6 +186,8 @@ def explain(args):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    if not args.checkpoint:  # the config's own init: its pretrained weights, if they can be had
+        drop_unfetchable_weights(cfg)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     torch.manual_seed(args.seed)
     model, meta = build_model(cfg, args.checkpoint)

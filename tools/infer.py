@@ -25,6 +25,10 @@ import os
 import os.path as osp
 import sys
 
+import env_check  # first: without the environment, one line instead of a traceback
+
+env_check.require_environment()
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 

@@ -5,14 +5,19 @@
         [--show-dir DIR] [--wait-time S] [--cfg-options KEY=VALUE ...] [--launcher ...] [--tta]
 
 This checkout's frcnn_plugin is imported first, whatever else is installed, so
-configs find our components and checkpoints load under torch >= 2.6.
+configs find our components and checkpoints load under torch >= 2.6. Missing test data
+stops it before mmdet's tool starts, with one line naming the path and the command
+that provides it.
 """
 import os.path as osp
 import sys
 
+import env_check  # first: without the environment, one line instead of a traceback
+
+env_check.require_environment()
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from frcnn_plugin.mmdet_tools import run_mmdet_tool  # noqa: E402
 
 if __name__ == '__main__':
-    run_mmdet_tool('test.py')
+    run_mmdet_tool('test.py', loaders=('test_dataloader',))

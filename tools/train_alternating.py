@@ -23,10 +23,15 @@ import os.path as osp
 import sys
 import time
 
+import env_check  # first: without the environment, one line instead of a traceback
+
+env_check.require_environment()
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import frcnn_plugin  # noqa: E402,F401  (our registries; checkpoints load on torch >= 2.6)
 from frcnn_plugin import alternating as alt  # noqa: E402
+from frcnn_plugin.missing_data import missing_data_message  # noqa: E402
+from frcnn_plugin.pretrained import drop_unfetchable_weights  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
@@ -105,6 +110,10 @@ def main():
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    missing = missing_data_message(cfg, ('train_dataloader', 'val_dataloader'), args.config)
+    if missing:
+        sys.exit(missing)
+    drop_unfetchable_weights(cfg)
     work_dir = osp.abspath(args.work_dir)
     epochs = args.stage_epochs or alt.default_stage_epochs(cfg.train_cfg.max_epochs)
     timestamp = time.strftime('%Y%m%d_%H%M%S')

@@ -5,8 +5,8 @@
 # mmdet's faster-rcnn_r50_fpn_1x_coco.py composition: its model base, KittiTiny for COCO
 # and the tutorial's schedule (on mmdet's schedule_1x.py and default_runtime.py).
 #
-# Offline (no pretrained weights to download):
-#   --cfg-options load_from=None model.backbone.init_cfg=None
+# Offline, tools/train.py drops the pretrained weights it cannot download (a warning line
+# each); without trying: --cfg-options load_from=None model.backbone.init_cfg=None
 _base_ = [
     'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
     '../_base_/datasets/kitti_tiny.py',
