@@ -25,6 +25,10 @@ import os.path as osp
 import sys
 from collections import Counter
 
+import env_check  # first: without the environment, one line instead of a traceback
+
+env_check.require_environment()
+
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import numpy as np  # noqa: E402

@@ -17,6 +17,7 @@ TOOLS = {
     'infer.py': ['configs/frcnn_voc.py', 'epoch_1.pth', 'a.jpg', '--out-dir', 'out'],
     'explain.py': ['configs/frcnn_voc.py', 'a.jpg', '--out-dir', 'out'],
     'benchmark.py': ['--quick'],
+    'check_dataset.py': ['configs/frcnn_voc.py'],
     'train_alternating.py': ['configs/frcnn_voc.py', '--work-dir', 'out'],
 }
 STACK = 'torch, torchvision, mmengine, mmcv, mmdet'
