@@ -12,6 +12,10 @@ tool will read it, before its runner starts:
 - downloads: pretrained weights that cannot be fetched (no internet) are dropped with
   one warning line each (:mod:`frcnn_plugin.pretrained`), passed on to the tool as
   ``--cfg-options KEY=None``, what ``make train OFFLINE=1`` passes.
+
+While the tool runs, errors in a dataset's files (:class:`~frcnn_plugin.datasets.defects.
+DatasetError`, raised when the runner builds its data loaders) end the process with
+their list of ``path:line: message`` lines instead of a traceback through mmengine.
 """
 import os.path as osp
 import runpy
@@ -20,6 +24,7 @@ from typing import Sequence
 
 from mmengine.config import Config
 
+from .datasets.defects import DatasetError
 from .missing_data import missing_data_message
 from .pretrained import drop_unfetchable_weights
 
@@ -68,4 +73,7 @@ def run_mmdet_tool(name: str, loaders: Sequence[str] = (), downloads: bool = Fal
             sys.exit(f'frcnn_plugin: checkpoint {checkpoint} not found')
         for key in drop_unfetchable_weights(cfg) if downloads else ():
             sys.argv += ['--cfg-options', f'{key}=None']
-    runpy.run_path(path, run_name='__main__')
+    try:
+        runpy.run_path(path, run_name='__main__')
+    except DatasetError as error:
+        sys.exit(f'frcnn_plugin: the dataset has errors:\n{error}')

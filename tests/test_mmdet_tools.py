@@ -36,3 +36,22 @@ def test_missing_data_comes_from_the_merged_config(monkeypatch, repo, tmp_path):
                f'train_dataloader.dataset.data_root={tmp_path}/kitti/', loaders=TRAIN_VAL)
     assert code.startswith(f'frcnn_plugin: {tmp_path}/kitti/ not found (train_dataloader.'
                            f'dataset.data_root of {config}); run ')
+
+
+def test_dataset_errors_end_the_tool_without_a_traceback(monkeypatch, repo, tmp_path):
+    """A defect found when the runner builds its data loader (here an inverted box) ends
+    the process with the dataset's ``path:line:`` list, not a traceback via mmengine."""
+    from voc_files import CLASSES, copy_recipe, write_voc
+    root = write_voc(tmp_path / 'site')
+    xml = root / 'Annotations' / 'frame_0004.xml'
+    xml.write_bytes(xml.read_bytes().replace(b'<xmin>1</xmin>', b'<xmin>500</xmin>'))
+    config = copy_recipe(repo / 'configs/examples/frcnn_custom_voc.py', tmp_path / 'mine.py', {
+        "classes = ('cat', 'dog')": f'classes = {CLASSES}',
+        "data_root = 'data/my_voc/'": f"data_root = '{root}/'"})
+    checkpoint = tmp_path / 'epoch_1.pth'
+    checkpoint.write_bytes(b'')  # only its existence is checked before the loader is built
+    code = run(monkeypatch, 'test.py', config, checkpoint, '--work-dir', tmp_path / 'work',
+               loaders=('test_dataloader', ))
+    assert code == ('frcnn_plugin: the dataset has errors:\n'
+                    f"{xml}:19: inverted box of 'forklift' (xmax < xmin or ymax < ymin): "
+                    '[500, 1, 380, 420]')
