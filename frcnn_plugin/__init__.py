@@ -10,6 +10,7 @@ from . import dist  # noqa: F401  (--launcher pytorch on CPU-only machines)
 from .alternating import FreezeModulesHook
 from .checkpoint import allow_mmengine_checkpoints
 from .datasets import KittiTinyDataset
+from .evaluation import IgnoreRegionVOCMetric
 from .finetune import FineTuneHook
 from .models import ScratchBBoxHead, ScratchRoIExtractor, ScratchRPNHead, ScratchVGG16
 from .ops import ScratchRoIAlign, ScratchRoIPool, batched_nms, nms
@@ -19,6 +20,7 @@ from .task_modules import (ScratchAnchorGenerator, ScratchBboxOverlaps2D,
 
 __version__ = '0.1.0'
 __all__ = [
+    'IgnoreRegionVOCMetric',
     'FineTuneHook', 'FreezeModulesHook', 'KittiTinyDataset', 'ScratchAnchorGenerator',
     'ScratchBBoxHead', 'ScratchBboxOverlaps2D', 'ScratchDeltaXYWHBBoxCoder',
     'ScratchMaxIoUAssigner', 'ScratchRPNHead', 'ScratchRandomSampler', 'ScratchRoIAlign',
