@@ -40,9 +40,10 @@ train_dataloader = dict(
         # The paper's training set: every non-difficult box is ground truth, whatever its
         # size (py-faster-rcnn's pascal_voc.py keeps them all). Not mmdet's voc0712.py
         # filter, whose bbox_min_size=32 turns every box under 32 px wide or high into an
-        # ignore region (never a positive, unused with ignore_iof_thr=-1).
-        # min_size=32 drops images under 32 px a side (none in VOC); difficult boxes stay
-        # ignore regions, as py-faster-rcnn drops them (use_diff=False).
+        # ignore region: never a positive, and with ignore_iof_thr=-1 its anchors and RoIs
+        # are negatives. Difficult boxes stay ignore regions, unused as in py-faster-rcnn
+        # (which drops them: use_diff=False). min_size=32 drops images under 32 px a side
+        # (none in VOC).
         filter_cfg=dict(filter_empty_gt=True, min_size=32),
         pipeline=train_pipeline))
 

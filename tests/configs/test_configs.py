@@ -268,3 +268,19 @@ def test_custom_voc_keeps_images_without_objects_on_request(tmp_path):
     assert len(kept) == 2
     empty = kept[1]['data_samples']
     assert empty.img_id == 'background' and len(empty.gt_instances) == 0
+
+
+def test_kitti_ignore_regions_example_is_two_switches():
+    """frcnn_kitti_tiny_ignore-regions.py is frcnn_kitti_tiny.py with the README's
+    --cfg-options: both assigners' ignore_iof_thr=0.5 and IgnoreRegionVOCMetric."""
+    example = Config.fromfile(REPO / 'configs/examples/frcnn_kitti_tiny_ignore-regions.py')
+    base = Config.fromfile(REPO / 'configs/frcnn_kitti_tiny.py')
+    assert base.model.train_cfg.rpn.assigner.ignore_iof_thr == -1  # the tutorial's default
+    base.merge_from_dict({'model.train_cfg.rpn.assigner.ignore_iof_thr': 0.5,
+                          'model.train_cfg.rcnn.assigner.ignore_iof_thr': 0.5,
+                          'val_evaluator.type': 'IgnoreRegionVOCMetric',
+                          'test_evaluator.type': 'IgnoreRegionVOCMetric'})
+    example, base = example.to_dict(), base.to_dict()
+    for key in ('val_evaluator', 'test_evaluator'):
+        assert example.pop(key) == dict(base.pop(key), ignore_iof_thr=0.5)  # its default
+    assert example == base
