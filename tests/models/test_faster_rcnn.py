@@ -97,8 +97,8 @@ def targets_per_image(seen):
 
 def test_image_without_objects_gives_only_negatives(repo):
     """A batch with an image without objects (filter_empty_gt=False): that image's
-    anchors and RoIs are all background, with no box loss, and our detector's losses
-    and gradients are mmdet's."""
+    sampled anchors and RoIs are all background with zero box weights, and our
+    detector's targets, losses and gradients are mmdet's."""
     ours, theirs, state_dict = vgg16_twins(repo)
     batch = detector_batch(sizes=((208, 256, 3), (192, 224, 0)), num_classes=20)
     # Boxes the 128-512 px anchors can match, so that the other image has positives.
@@ -108,8 +108,8 @@ def test_image_without_objects_gives_only_negatives(repo):
     runs = {}
     for name, cfg in (('ours', ours), ('mmdet', theirs)):
         seen = {}
-        grads = loss_and_gradients(cfg, state_dict, batch, lambda m: watch_targets(m, seen))
-        runs[name] = grads, targets_per_image(seen)
+        step = loss_and_gradients(cfg, state_dict, batch, lambda m: watch_targets(m, seen))
+        runs[name] = step, targets_per_image(seen)
     assert_same_gradients(runs['ours'][0], runs['mmdet'][0])
 
     for name, (_, (rpn, rcnn)) in runs.items():
@@ -157,8 +157,8 @@ def test_ignore_regions_reach_both_assigners(repo):
     runs = {}
     for name, cfg in (('ours', ours), ('mmdet', theirs)):
         seen = {}
-        grads = loss_and_gradients(cfg, state_dict, batch, lambda m: watch_assigners(m, seen))
-        runs[name] = grads, seen
+        step = loss_and_gradients(cfg, state_dict, batch, lambda m: watch_assigners(m, seen))
+        runs[name] = step, seen
     assert_same_gradients(runs['ours'][0], runs['mmdet'][0])
     for name, (_, seen) in runs.items():
         for stage in ('rpn', 'rcnn'):
