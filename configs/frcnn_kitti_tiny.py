@@ -4,6 +4,15 @@
 # ignore regions (KittiTinyDataset does it). Schedule: the tutorial's 12 epochs with lr
 # steps at 8 and 11, evaluated once at the end with the tutorial's area-under-curve mAP.
 #
+# Ignore regions, the tutorial's behaviour: unused. The assigners' ignore_iof_thr=-1 (in
+# the model base) makes anchors and proposals on them negatives, and VOCMetric counts a
+# detection on one as a false positive (their label -1 matches no class). KITTI's
+# semantics (neither positive nor negative in training, not counted in evaluation):
+# examples/frcnn_kitti_tiny_ignore-regions.py, or
+#   --cfg-options model.train_cfg.rpn.assigner.ignore_iof_thr=0.5 \
+#       model.train_cfg.rcnn.assigner.ignore_iof_thr=0.5 \
+#       val_evaluator.type=IgnoreRegionVOCMetric test_evaluator.type=IgnoreRegionVOCMetric
+#
 # Offline, tools/train.py drops the ImageNet VGG16 it cannot download (one warning line);
 # --cfg-options model.backbone.init_cfg=None (make train OFFLINE=1) does so without trying.
 # Other splits: --cfg-options train_dataloader.dataset.ann_file=my_train.txt

@@ -38,7 +38,14 @@ train_dataloader = dict(
         data_root=data_root,
         ann_file='VOC2007/ImageSets/Main/trainval.txt',
         data_prefix=dict(sub_data_root='VOC2007/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=32, bbox_min_size=32),
+        # The paper's training set: every non-difficult box is ground truth, whatever its
+        # size (py-faster-rcnn's pascal_voc.py keeps them all). Not mmdet's voc0712.py
+        # filter, whose bbox_min_size=32 turns every box under 32 px wide or high into an
+        # ignore region: never a positive, and with ignore_iof_thr=-1 its anchors and RoIs
+        # are negatives. Difficult boxes stay ignore regions, unused as in py-faster-rcnn
+        # (which drops them: use_diff=False). min_size=32 drops images under 32 px a side
+        # (none in VOC).
+        filter_cfg=dict(filter_empty_gt=True, min_size=32),
         pipeline=train_pipeline))
 
 val_dataloader = dict(dataset=dict(type=dataset_type))

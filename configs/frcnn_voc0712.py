@@ -6,7 +6,8 @@ data_root = 'data/VOCdevkit/'
 voc_trainval = dict(
     type='ScratchVOCDataset',
     data_root=data_root,
-    filter_cfg=dict(filter_empty_gt=True, min_size=32, bbox_min_size=32),
+    # Every non-difficult box is ground truth, as in frcnn_voc.py (no bbox_min_size).
+    filter_cfg=dict(filter_empty_gt=True, min_size=32),
     pipeline={{_base_.train_pipeline}})
 train_dataloader = dict(
     dataset=dict(

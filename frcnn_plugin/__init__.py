@@ -10,6 +10,7 @@ from . import dist  # noqa: F401  (--launcher pytorch on CPU-only machines)
 from .alternating import FreezeModulesHook
 from .checkpoint import guard_mmengine_loaders
 from .datasets import KittiTinyDataset, ScratchCocoDataset, ScratchVOCDataset
+from .evaluation import IgnoreRegionVOCMetric
 from .finetune import FineTuneHook
 from .models import ScratchBBoxHead, ScratchRoIExtractor, ScratchRPNHead, ScratchVGG16
 from .ops import ScratchRoIAlign, ScratchRoIPool, batched_nms, nms
@@ -19,8 +20,8 @@ from .task_modules import (ScratchAnchorGenerator, ScratchBboxOverlaps2D,
 
 __version__ = '0.1.0'
 __all__ = [
-    'FineTuneHook', 'FreezeModulesHook', 'KittiTinyDataset', 'ScratchAnchorGenerator',
-    'ScratchBBoxHead', 'ScratchBboxOverlaps2D', 'ScratchCocoDataset',
+    'FineTuneHook', 'FreezeModulesHook', 'IgnoreRegionVOCMetric', 'KittiTinyDataset',
+    'ScratchAnchorGenerator', 'ScratchBBoxHead', 'ScratchBboxOverlaps2D', 'ScratchCocoDataset',
     'ScratchDeltaXYWHBBoxCoder', 'ScratchMaxIoUAssigner', 'ScratchRPNHead',
     'ScratchRandomSampler', 'ScratchRoIAlign', 'ScratchRoIExtractor', 'ScratchRoIPool',
     'ScratchVGG16', 'ScratchVOCDataset', 'batched_nms', 'nms', '__version__'

@@ -1,7 +1,7 @@
 """Run mmdet's own command-line tools (``mmdet/.mim/tools/*.py``) unchanged.
 
-Our ``tools/train.py`` and ``tools/test.py`` are these scripts, so they take
-exactly mmdet's flags and behave as mmdet's; importing :mod:`frcnn_plugin` first is
+Our ``tools/train.py``, ``tools/test.py`` and ``tools/analysis_tools/*.py`` are these
+scripts, so they take exactly mmdet's flags and behave as mmdet's; importing :mod:`frcnn_plugin` first is
 what they add (our registries, and mmengine checkpoints readable under
 torch >= 2.6, see :mod:`frcnn_plugin.checkpoint`), and two checks of the config as the
 tool will read it, before its runner starts:

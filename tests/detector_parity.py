@@ -86,3 +86,46 @@ def assert_same_training(ours, theirs, rel=1e-6):
         assert torch.equal(mine.labels, ref.labels)
         torch.testing.assert_close(mine.bboxes, ref.bboxes, rtol=1e-5, atol=1e-4)
         torch.testing.assert_close(mine.scores, ref.scores, rtol=1e-5, atol=1e-6)
+
+
+def loss_and_gradients(cfg, state_dict, batch, before=None):
+    """Build ``cfg``, load ``state_dict`` strictly, call ``before(model)`` (to watch a
+    module), then one seeded forward and backward on ``batch``, on one thread.
+    Returns (the logged losses, {parameter name: gradient, None where none flowed})."""
+    with one_thread():
+        model = MODELS.build(cfg)
+        model.load_state_dict(state_dict, strict=True)
+        if before is not None:
+            before(model)
+        torch.manual_seed(0)
+        data = model.data_preprocessor(copy.deepcopy(batch), True)
+        loss, log_vars = model.parse_losses(model(**data, mode='loss'))
+        loss.backward()
+    return log_vars, {name: p.grad for name, p in model.named_parameters()}
+
+
+def assert_same_gradients(ours, theirs, rel=1e-4):
+    """Equal losses and gradients (two ``loss_and_gradients`` results)."""
+    (our_losses, our_grads), (their_losses, their_grads) = ours, theirs
+    assert our_losses.keys() == their_losses.keys()
+    for key, value in their_losses.items():
+        assert our_losses[key].item() == pytest.approx(value.item(), rel=rel, abs=1e-7), key
+    assert our_grads.keys() == their_grads.keys()
+    for name, grad in their_grads.items():
+        assert (our_grads[name] is None) == (grad is None), name
+        if grad is not None:
+            torch.testing.assert_close(our_grads[name], grad, rtol=rel, atol=1e-6,
+                                       msg=lambda text, name=name: f'{name}: {text}')
+
+
+def recorded(obj, name):
+    """Replace method ``name`` of ``obj`` (an instance) by one that also keeps each
+    call's ``(args, kwargs, result)`` in the returned list."""
+    calls, method = [], getattr(obj, name)
+
+    def wrapper(*args, **kwargs):
+        result = method(*args, **kwargs)
+        calls.append((args, kwargs, result))
+        return result
+    setattr(obj, name, wrapper)
+    return calls

@@ -40,7 +40,10 @@ train_dataloader = dict(
         coco_dataset,
         ann_file='annotations/train.json',
         # Images without (non-crowd) objects are left out of training, as in mmdet's
-        # COCO configs; images narrower than 32 px too.
+        # COCO configs; images narrower than 32 px too. Frames empty on purpose (empty
+        # scenes, background your detector fires on): filter_empty_gt=False trains on
+        # them, every anchor and RoI a negative. Keep True when they are merely
+        # unlabelled: their objects would be learnt as background.
         filter_cfg=dict(filter_empty_gt=True, min_size=32),
         pipeline={{_base_.train_pipeline}}))
 val_dataloader = dict(

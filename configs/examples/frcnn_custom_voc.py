@@ -32,6 +32,13 @@ train_dataloader = dict(
         ann_file='ImageSets/Main/trainval.txt',
         # No 'VOC2007/' sub-folder: the files are right under data_root.
         data_prefix=dict(sub_data_root='')))
+# Images without objects (an XML with no <object> of your classes) are left out of
+# training (frcnn_voc.py's filter_cfg.filter_empty_gt=True). If your data has such frames
+# on purpose (empty scenes, background your detector fires on), train on them with
+#   --cfg-options train_dataloader.dataset.filter_cfg.filter_empty_gt=False
+# Every anchor and RoI of such an image is then a negative: it can only teach the model
+# what is not an object (fewer false positives). Leave it on when those images are
+# unlabelled rather than empty: their objects would be learnt as background.
 val_dataloader = dict(
     dataset=dict(
         data_root=data_root,

@@ -221,3 +221,70 @@ def test_kitti_tiny_config_trains(tmp_path, kitti_tiny_root, python):
     assert {'loss', 'loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'loss_bbox'} <= names
     assert all(math.isfinite(float(value)) for _, value in losses), losses
     assert (tmp_path / 'work' / 'epoch_1.pth').is_file()
+
+
+def add_voc_image(root: Path, img_id: str, objects=()):
+    """One more image in a write_voc folder (and in its trainval.txt)."""
+    cv2.imwrite(str(root / 'JPEGImages' / f'{img_id}.jpg'), np.zeros((375, 500, 3), np.uint8))
+    (root / 'Annotations' / f'{img_id}.xml').write_text(
+        f'<annotation><filename>{img_id}.jpg</filename><size><width>500</width>'
+        '<height>375</height><depth>3</depth></size>'
+        + ''.join(VOC_OBJECT.format(**o) for o in objects) + '</annotation>')
+    with open(root / 'ImageSets/Main/trainval.txt', 'a') as ids:
+        ids.write(img_id + '\n')
+
+
+def voc_train_set(config, data_root, **options):
+    cfg = Config.fromfile(REPO / config)
+    cfg.merge_from_dict(options)
+    dataset_cfg = cfg.train_dataloader.dataset
+    dataset_cfg.data_root = str(data_root)
+    return DATASETS.build(dataset_cfg)
+
+
+def test_voc_trains_on_small_boxes_as_the_paper(tmp_path):
+    """frcnn_voc.py: a 20 x 20 px box is ground truth (py-faster-rcnn keeps every
+    non-difficult box); mmdet's voc0712.py filter (bbox_min_size=32) would ignore it."""
+    root = tmp_path / 'VOCdevkit'
+    write_voc(root / 'VOC2007', ids=('000001',))
+    add_voc_image(root / 'VOC2007', '000002',
+                  [dict(name='cat', difficult=0, x1=101, y1=101, x2=121, y2=121)])
+    voc0712 = Config.fromfile(REPO / 'configs/frcnn_voc0712.py').train_dataloader.dataset
+    assert all('bbox_min_size' not in d.filter_cfg for d in voc0712.datasets)
+    small, = voc_train_set('configs/frcnn_voc.py', root).get_data_info(1)['instances']
+    assert small['bbox'] == [100, 100, 120, 120] and small['ignore_flag'] == 0
+    small, = voc_train_set('configs/frcnn_voc.py', root, **{
+        'train_dataloader.dataset.filter_cfg.bbox_min_size': 32}).get_data_info(1)['instances']
+    assert small['ignore_flag'] == 1
+
+
+def test_custom_voc_keeps_images_without_objects_on_request(tmp_path):
+    """frcnn_custom_voc.py drops images without objects unless
+    train_dataloader.dataset.filter_cfg.filter_empty_gt=False; kept, such an image
+    reaches the model with no gt box (tests/models/test_faster_rcnn.py: it then gives
+    only negatives)."""
+    root = tmp_path / 'my_voc'
+    write_voc(root, ids=('000001',))
+    add_voc_image(root, 'background')
+    assert len(voc_train_set('configs/examples/frcnn_custom_voc.py', root)) == 1
+    kept = voc_train_set('configs/examples/frcnn_custom_voc.py', root, **{
+        'train_dataloader.dataset.filter_cfg.filter_empty_gt': False})
+    assert len(kept) == 2
+    empty = kept[1]['data_samples']
+    assert empty.img_id == 'background' and len(empty.gt_instances) == 0
+
+
+def test_kitti_ignore_regions_example_is_two_switches():
+    """frcnn_kitti_tiny_ignore-regions.py is frcnn_kitti_tiny.py with the README's
+    --cfg-options: both assigners' ignore_iof_thr=0.5 and IgnoreRegionVOCMetric."""
+    example = Config.fromfile(REPO / 'configs/examples/frcnn_kitti_tiny_ignore-regions.py')
+    base = Config.fromfile(REPO / 'configs/frcnn_kitti_tiny.py')
+    assert base.model.train_cfg.rpn.assigner.ignore_iof_thr == -1  # the tutorial's default
+    base.merge_from_dict({'model.train_cfg.rpn.assigner.ignore_iof_thr': 0.5,
+                          'model.train_cfg.rcnn.assigner.ignore_iof_thr': 0.5,
+                          'val_evaluator.type': 'IgnoreRegionVOCMetric',
+                          'test_evaluator.type': 'IgnoreRegionVOCMetric'})
+    example, base = example.to_dict(), base.to_dict()
+    for key in ('val_evaluator', 'test_evaluator'):
+        assert example.pop(key) == dict(base.pop(key), ignore_iof_thr=0.5)  # its default
+    assert example == base
