@@ -11,7 +11,8 @@ from .alternating import FreezeModulesHook
 from .checkpoint import allow_mmengine_checkpoints
 from .datasets import KittiTinyDataset
 from .finetune import FineTuneHook
-from .models import ScratchBBoxHead, ScratchRoIExtractor, ScratchRPNHead, ScratchVGG16
+from .models import (ScratchBBoxHead, ScratchRoIExtractor, ScratchRoIHead, ScratchRPNHead,
+                     ScratchVGG16)
 from .ops import ScratchRoIAlign, ScratchRoIPool, batched_nms, nms
 from .task_modules import (ScratchAnchorGenerator, ScratchBboxOverlaps2D,
                            ScratchDeltaXYWHBBoxCoder, ScratchMaxIoUAssigner,
@@ -22,8 +23,8 @@ __all__ = [
     'FineTuneHook', 'FreezeModulesHook', 'KittiTinyDataset', 'ScratchAnchorGenerator',
     'ScratchBBoxHead', 'ScratchBboxOverlaps2D', 'ScratchDeltaXYWHBBoxCoder',
     'ScratchMaxIoUAssigner', 'ScratchRPNHead', 'ScratchRandomSampler', 'ScratchRoIAlign',
-    'ScratchRoIExtractor', 'ScratchRoIPool', 'ScratchVGG16', 'allow_mmengine_checkpoints',
-    'batched_nms', 'nms', '__version__'
+    'ScratchRoIExtractor', 'ScratchRoIHead', 'ScratchRoIPool', 'ScratchVGG16',
+    'allow_mmengine_checkpoints', 'batched_nms', 'nms', '__version__'
 ]
 
 allow_mmengine_checkpoints()
