@@ -6,7 +6,6 @@ components in mmdet's registries (``Scratch*`` names) and lets ``torch.load`` re
 mmengine checkpoints under torch >= 2.6's ``weights_only=True``
 (see :mod:`frcnn_plugin.checkpoint`).
 """
-from . import dist  # noqa: F401  (--launcher pytorch on CPU-only machines)
 from .alternating import FreezeModulesHook
 from .checkpoint import allow_mmengine_checkpoints
 from .datasets import KittiTinyDataset

@@ -3,11 +3,14 @@
 Our ``tools/train.py`` and ``tools/test.py`` are these scripts, so they take
 exactly mmdet's flags and behave as mmdet's; importing :mod:`frcnn_plugin` first is
 what they add (our registries, and mmengine checkpoints readable under
-torch >= 2.6, see :mod:`frcnn_plugin.checkpoint`).
+torch >= 2.6, see :mod:`frcnn_plugin.checkpoint`), and, for ``--launcher pytorch`` on a
+machine without CUDA, the CPU work-around of :mod:`frcnn_plugin.dist`.
 """
 import os.path as osp
 import runpy
 import sys
+
+from .dist import skip_cuda_pinning_for_cpu_launch
 
 
 def mmdet_tool_path(name: str) -> str:
@@ -25,4 +28,5 @@ def run_mmdet_tool(name: str) -> None:
     """Run mmdet's ``tools/<name>`` as ``__main__`` with the current ``sys.argv``."""
     path = mmdet_tool_path(name)
     sys.argv[0] = path
+    skip_cuda_pinning_for_cpu_launch(sys.argv[1:])
     runpy.run_path(path, run_name='__main__')
