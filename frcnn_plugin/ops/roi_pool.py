@@ -76,10 +76,7 @@ def roi_pool(input: Tensor, rois: Tensor, output_size: Tuple[int, int],
     height, width = input.shape[-2:]
     y_lo, y_hi, x_lo, x_hi = bin_bounds(rois, spatial_scale, output_size, input.dtype,
                                         height, width)          # [K, PH] / [K, PW] each
-    rows = y_lo[:, :, None] + torch.arange(max(int((y_hi - y_lo).max()), 1) if rois.numel()
-                                           else 1, device=rois.device)  # [K, PH, R]
-    cols = x_lo[:, :, None] + torch.arange(max(int((x_hi - x_lo).max()), 1) if rois.numel()
-                                           else 1, device=rois.device)  # [K, PW, S]
+    rows, cols = cells_from(y_lo, y_hi), cells_from(x_lo, x_hi)  # [K, PH, R], [K, PW, S]
     inside = ((rows < y_hi[:, :, None])[:, :, None, :, None]
               & (cols < x_hi[:, :, None])[:, None, :, None, :])  # [K, PH, PW, R, S]
     features = input.permute(0, 2, 3, 1)                        # [N, H, W, C]
