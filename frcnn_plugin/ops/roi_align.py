@@ -19,6 +19,8 @@ from torch.nn.modules.utils import _pair
 # mmcv's max mode starts every bin's running maximum here (not at -inf), so a bin
 # with no sample, or whose samples are all below it, outputs this value.
 MAX_MODE_FLOOR = -10000.0
+# RoIs per call of the plain algorithm in max mode (see ScratchRoIAlign.forward).
+MAX_MODE_CHUNK = 16
 
 
 def axis_samples(start: Tensor, size: Tensor, bins: int, grid: Tensor,
@@ -205,7 +207,8 @@ class ScratchRoIAlign(nn.Module):
     (see :func:`axis_samples` for the sample positions and border rule). Without
     ``aligned`` a RoI is at least 1 x 1 pixel; with it, a 0-size RoI has no sample
     and gives 0, and a negative size is an error, as in mmcv. The max mode runs
-    :func:`roi_align`, the avg mode :func:`roi_align_avg_sparse`.
+    :func:`roi_align` (``MAX_MODE_CHUNK`` RoIs at a time), the avg mode
+    :func:`roi_align_avg_sparse`.
 
     Args:
         output_size: ``(out_h, out_w)`` or one int for both.
@@ -237,8 +240,12 @@ class ScratchRoIAlign(nn.Module):
         if self.pool_mode == 'avg' or self.use_torchvision:
             return roi_align_avg_sparse(input, rois, self.output_size, self.spatial_scale,
                                         self.sampling_ratio, self.aligned)
-        return roi_align(input, rois, self.output_size, self.spatial_scale,
-                         self.sampling_ratio, 'max', self.aligned)
+        # No detector config pools by max, so no fast path: the plain algorithm, a chunk
+        # of RoIs at a time to bound its memory (about 20 MB per large FPN RoI).
+        chunks = rois.split(MAX_MODE_CHUNK) if rois.size(0) else (rois,)
+        return torch.cat([roi_align(input, chunk, self.output_size, self.spatial_scale,
+                                    self.sampling_ratio, 'max', self.aligned)
+                          for chunk in chunks])
 
     def __repr__(self):
         return (f'{self.__class__.__name__}(output_size={self.output_size}, '
