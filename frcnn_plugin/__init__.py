@@ -6,13 +6,13 @@ components in mmdet's registries (``Scratch*`` names) and re-registers mmengine'
 checkpoint loaders so that they read mmengine checkpoints with torch's
 ``weights_only=True``, safely (see :mod:`frcnn_plugin.checkpoint`).
 """
-from . import dist  # noqa: F401  (--launcher pytorch on CPU-only machines)
 from .alternating import FreezeModulesHook
 from .checkpoint import guard_mmengine_loaders
 from .datasets import KittiTinyDataset, ScratchCocoDataset, ScratchVOCDataset
 from .evaluation import IgnoreRegionVOCMetric
 from .finetune import FineTuneHook
-from .models import ScratchBBoxHead, ScratchRoIExtractor, ScratchRPNHead, ScratchVGG16
+from .models import (ScratchBBoxHead, ScratchRoIExtractor, ScratchRoIHead, ScratchRPNHead,
+                     ScratchVGG16)
 from .ops import ScratchRoIAlign, ScratchRoIPool, batched_nms, nms
 from .task_modules import (ScratchAnchorGenerator, ScratchBboxOverlaps2D,
                            ScratchDeltaXYWHBBoxCoder, ScratchMaxIoUAssigner,
@@ -23,8 +23,8 @@ __all__ = [
     'FineTuneHook', 'FreezeModulesHook', 'IgnoreRegionVOCMetric', 'KittiTinyDataset',
     'ScratchAnchorGenerator', 'ScratchBBoxHead', 'ScratchBboxOverlaps2D', 'ScratchCocoDataset',
     'ScratchDeltaXYWHBBoxCoder', 'ScratchMaxIoUAssigner', 'ScratchRPNHead',
-    'ScratchRandomSampler', 'ScratchRoIAlign', 'ScratchRoIExtractor', 'ScratchRoIPool',
-    'ScratchVGG16', 'ScratchVOCDataset', 'batched_nms', 'nms', '__version__'
+    'ScratchRandomSampler', 'ScratchRoIAlign', 'ScratchRoIExtractor', 'ScratchRoIHead',
+    'ScratchRoIPool', 'ScratchVGG16', 'ScratchVOCDataset', 'batched_nms', 'nms', '__version__'
 ]
 
 guard_mmengine_loaders()

@@ -1,8 +1,8 @@
 """Run mmdet's own command-line tools (``mmdet/.mim/tools/*.py``) unchanged.
 
 Our ``tools/train.py``, ``tools/test.py`` and ``tools/analysis_tools/*.py`` are these
-scripts, so they take exactly mmdet's flags and behave as mmdet's; importing :mod:`frcnn_plugin` first is
-what they add (our registries, and mmengine checkpoints readable under
+scripts, so they take exactly mmdet's flags and behave as mmdet's; importing
+:mod:`frcnn_plugin` first is what they add (our registries, and mmengine checkpoints readable under
 torch >= 2.6, see :mod:`frcnn_plugin.checkpoint`), and two checks of the config as the
 tool will read it, before its runner starts:
 
@@ -16,6 +16,9 @@ tool will read it, before its runner starts:
 While the tool runs, errors in a dataset's files (:class:`~frcnn_plugin.datasets.defects.
 DatasetError`, raised when the runner builds its data loaders) end the process with
 their list of ``path:line: message`` lines instead of a traceback through mmengine.
+
+For ``--launcher pytorch`` on a machine without CUDA it applies the CPU work-around of
+:mod:`frcnn_plugin.dist`.
 """
 import os.path as osp
 import runpy
@@ -25,6 +28,7 @@ from typing import Sequence
 from mmengine.config import Config
 
 from .datasets.defects import DatasetError
+from .dist import skip_cuda_pinning_for_cpu_launch
 from .missing_data import missing_data_message
 from .pretrained import drop_unfetchable_weights
 
@@ -73,6 +77,7 @@ def run_mmdet_tool(name: str, loaders: Sequence[str] = (), downloads: bool = Fal
             sys.exit(f'frcnn_plugin: checkpoint {checkpoint} not found')
         for key in drop_unfetchable_weights(cfg) if downloads else ():
             sys.argv += ['--cfg-options', f'{key}=None']
+    skip_cuda_pinning_for_cpu_launch(sys.argv[1:])
     try:
         runpy.run_path(path, run_name='__main__')
     except DatasetError as error:

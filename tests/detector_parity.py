@@ -33,6 +33,23 @@ def detector_batch(sizes=((96, 128, 4), (112, 96, 1)), num_classes=80):
     return dict(inputs=inputs, data_samples=samples)
 
 
+def random_boxes(n, h, w, g):
+    """``n`` random boxes ``(n, 4)`` inside an ``h x w`` image, at least 1 pixel a side."""
+    xy = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
+    wh = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.3, h * 0.3]) + 1
+    return torch.cat([xy, xy + wh], 1)
+
+
+def load_random_weights(theirs, ours, seed, scale=0.05):
+    """Randomise ``theirs``' parameters (larger than the default init, so predictions
+    vary) and load them strictly into ``ours``."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+
+
 @contextmanager
 def one_thread():
     """Run on one CPU thread, restoring the count afterwards.

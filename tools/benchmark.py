@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmark_cases  # noqa: E402
 import benchmark_seed  # noqa: E402
 
-# Issue 6's goals: the largest acceptable ratio per name.
+# The goals: the largest acceptable ratio per name.
 GOALS = {**dict.fromkeys(('anchor_generator', 'assigner', 'sampler', 'coder'), 1.0),
          **dict.fromkeys(('nms', 'roi_align', 'roi_pool'), 1.5),
          **dict.fromkeys(('rpn_head', 'bbox_head', 'train_iter', 'inference'), 1.05)}

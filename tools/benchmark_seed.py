@@ -1,4 +1,4 @@
-"""The seeds' anchor target layer, re-expressed from /work/shared/seeds/000_*.txt (003 has
+"""The seeds' anchor target layer, re-expressed from seed 000_6d77b47622963ff7.txt (003 has
 the same code) with its Python loops, beside the same step done by our components, for
 tools/benchmark.py's ``seed_speedup.anchor_target``.
 

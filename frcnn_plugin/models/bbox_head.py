@@ -8,8 +8,8 @@ The seed feeds ``k.view(n, -1)`` through ``nn.Linear(25088, 4096), nn.Linear(409
 the regression loss on ``roi_loc[arange(n), gt_label]`` of the positives. Here the
 same steps serve a whole batch at once (targets for every image in one encode,
 every class of every RoI in one decode, all classes in one NMS) behind the
-interface mmdet's ``StandardRoIHead`` calls, so it is a drop-in for
-``Shared2FCBBoxHead``. Unlike the seed (and like mmdet and the Fast R-CNN paper)
+interface the RoI head (``ScratchRoIHead``, or mmdet's ``StandardRoIHead``) calls, so
+it is a drop-in for ``Shared2FCBBoxHead``. Unlike the seed (and like mmdet and the Fast R-CNN paper)
 each shared FC is followed by a ReLU: without it the two FCs collapse into one
 linear map.
 """
@@ -39,7 +39,7 @@ class ScratchBBoxHead(BaseModule):
     ``C = num_classes`` (label ``C`` is background), ``S = roi_feat_size``::
 
         x (n, in_channels, S, S) -> flatten (n, in_channels * S * S)   [avg-pool: (n, in_channels)]
-        h = relu(shared_fcs.i(h))                     i = 0 .. num_shared_fcs - 1
+        h = relu(shared_fcs.1(relu(shared_fcs.0(x))))  fc6, fc7: (n, fc_out_channels)
         cls_score = fc_cls(h)  (n, C + 1)
         bbox_pred = fc_reg(h)  (n, 4 * C)             (n, 4) with reg_class_agnostic
 
@@ -58,26 +58,23 @@ class ScratchBBoxHead(BaseModule):
     ``max_per_img`` are kept.
 
     Args:
-        fc_out_channels (int): width of the shared FCs (4096 in the seed).
-        num_shared_fcs (int): number of shared FCs.
-        num_shared_convs, num_cls_convs, num_cls_fcs, num_reg_convs, num_reg_fcs,
-        conv_out_channels, conv_cfg, norm_cfg: ``ConvFCBBoxHead``'s conv and
-            separate-branch options; only their defaults (no such layers) are
-            implemented.
-        with_avg_pool (bool): average-pool the RoI features instead of flattening.
-        with_cls, with_reg (bool): build the classifier / the regressor.
-        roi_feat_size (int or tuple): ``S``.
+        fc_out_channels (int): width of the two shared FCs (4096 in the seed).
         in_channels (int): channels of the RoI features.
+        roi_feat_size (int or tuple): ``S``.
         num_classes (int): foreground classes ``C``.
         bbox_coder (dict): config of the coder, built from ``TASK_UTILS``; the
             default is mmdet's with our coder (``ScratchDeltaXYWHBBoxCoder``,
             bit-equal to mmdet's ``DeltaXYWHBBoxCoder``), stds (0.1, 0.1, 0.2, 0.2).
-        predict_box_type (str): box type of the predictions ('hbox').
         reg_class_agnostic (bool): one box per RoI instead of one per class.
         reg_decoded_bbox (bool): regress decoded boxes (IoU-type losses) instead
             of deltas.
+        with_avg_pool (bool): average-pool the RoI features instead of flattening.
+        with_cls, with_reg (bool): build the classifier / the regressor.
+        predict_box_type (str): box type of the predictions ('hbox').
         reg_predictor_cfg, cls_predictor_cfg (dict): the predictor layers.
         loss_cls, loss_bbox (dict): loss configs, built from ``MODELS``.
+        conv_out_channels, conv_cfg, norm_cfg: ``ConvFCBBoxHead``'s conv options, which
+            ``Shared2FCBBoxHead`` accepts and, having no convs, ignores; so does this head.
         init_cfg (dict or list, optional): defaults to mmdet's: Normal(0.01) for
             ``fc_cls``, Normal(0.001) for ``fc_reg``, uniform Xavier for ``shared_fcs``.
     """
@@ -85,90 +82,63 @@ class ScratchBBoxHead(BaseModule):
     def __init__(self,
                  fc_out_channels: int = 1024,
                  *,
-                 num_shared_fcs: int = 2,
-                 num_shared_convs: int = 0,
-                 num_cls_convs: int = 0,
-                 num_cls_fcs: int = 0,
-                 num_reg_convs: int = 0,
-                 num_reg_fcs: int = 0,
-                 conv_out_channels: int = 256,
-                 conv_cfg: Optional[dict] = None,
-                 norm_cfg: Optional[dict] = None,
-                 with_avg_pool: bool = False,
-                 with_cls: bool = True,
-                 with_reg: bool = True,
-                 roi_feat_size: int = 7,
                  in_channels: int = 256,
+                 roi_feat_size: int = 7,
                  num_classes: int = 80,
                  bbox_coder: dict = dict(
                      type='ScratchDeltaXYWHBBoxCoder',
                      clip_border=True,
                      target_means=[0., 0., 0., 0.],
                      target_stds=[0.1, 0.1, 0.2, 0.2]),
-                 predict_box_type: str = 'hbox',
                  reg_class_agnostic: bool = False,
                  reg_decoded_bbox: bool = False,
+                 with_avg_pool: bool = False,
+                 with_cls: bool = True,
+                 with_reg: bool = True,
+                 predict_box_type: str = 'hbox',
                  reg_predictor_cfg: dict = dict(type='Linear'),
                  cls_predictor_cfg: dict = dict(type='Linear'),
                  loss_cls: dict = dict(
                      type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
                  loss_bbox: dict = dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0),
+                 conv_out_channels: int = 256,
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: Optional[dict] = None,
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
-        unsupported = dict(num_shared_convs=num_shared_convs, num_cls_convs=num_cls_convs,
-                           num_cls_fcs=num_cls_fcs, num_reg_convs=num_reg_convs,
-                           num_reg_fcs=num_reg_fcs)
-        unsupported = {k: v for k, v in unsupported.items() if v}
-        if unsupported:
-            raise NotImplementedError(
-                f'ScratchBBoxHead implements shared FCs only (Shared2FCBBoxHead); '
-                f'convs and separate branches are not implemented, got {unsupported}')
-        if num_shared_fcs < 0:
-            raise ValueError(f'num_shared_fcs must be >= 0, got {num_shared_fcs}')
         if not (with_cls or with_reg):
             raise ValueError('a box head needs with_cls or with_reg')
         self.with_avg_pool = with_avg_pool
         self.with_cls = with_cls
         self.with_reg = with_reg
         self.roi_feat_size = _pair(roi_feat_size)
-        self.roi_feat_area = self.roi_feat_size[0] * self.roi_feat_size[1]
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.predict_box_type = predict_box_type
         self.reg_class_agnostic = reg_class_agnostic
         self.reg_decoded_bbox = reg_decoded_bbox
-        self.reg_predictor_cfg = reg_predictor_cfg
-        self.cls_predictor_cfg = cls_predictor_cfg
-        self.num_shared_fcs = num_shared_fcs
         self.fc_out_channels = fc_out_channels
-        self.conv_out_channels = conv_out_channels
-        self.conv_cfg = conv_cfg
-        self.norm_cfg = norm_cfg
-
         self.bbox_coder = TASK_UTILS.build(bbox_coder)
         self.loss_cls = MODELS.build(loss_cls)
         self.loss_bbox = MODELS.build(loss_bbox)
 
-        flat_channels = in_channels if with_avg_pool else in_channels * self.roi_feat_area
-        self.shared_out_channels = fc_out_channels if num_shared_fcs else flat_channels
+        flat_channels = in_channels * (1 if with_avg_pool else self.roi_feat_size[0]
+                                       * self.roi_feat_size[1])
         # The predictors are registered before the shared FCs, as in mmdet, so
         # parameters come in mmdet's order (optimizer states index them by position).
         if with_cls:
             cls_channels = (self.loss_cls.get_cls_channels(num_classes)
                             if self.custom_cls_channels else num_classes + 1)
-            self.fc_cls = MODELS.build(dict(cls_predictor_cfg, in_features=self.shared_out_channels,
+            self.fc_cls = MODELS.build(dict(cls_predictor_cfg, in_features=fc_out_channels,
                                             out_features=cls_channels))
         if with_reg:
             box_dim = self.bbox_coder.encode_size
-            reg_cfg = reg_predictor_cfg
-            if isinstance(reg_cfg, dict):
-                out_features = box_dim if reg_class_agnostic else box_dim * num_classes
-                reg_cfg = dict(reg_cfg, in_features=self.shared_out_channels,
-                               out_features=out_features)
-            self.fc_reg = MODELS.build(reg_cfg)
-        self.shared_fcs = nn.ModuleList(
-            nn.Linear(flat_channels if i == 0 else fc_out_channels, fc_out_channels)
-            for i in range(num_shared_fcs))
+            out_features = box_dim if reg_class_agnostic else box_dim * num_classes
+            self.fc_reg = MODELS.build(dict(reg_predictor_cfg, in_features=fc_out_channels,
+                                            out_features=out_features))
+        # fc6 and fc7.
+        self.shared_fcs = nn.ModuleList([nn.Linear(flat_channels, fc_out_channels),
+                                         nn.Linear(fc_out_channels, fc_out_channels)])
 
         if init_cfg is None:
             self.init_cfg = []
@@ -376,48 +346,3 @@ class ScratchBBoxHead(BaseModule):
         if rescale and bboxes.size(0):
             bboxes = rescale_boxes(bboxes, img_meta['scale_factor'])
         return bboxes
-
-    def regress_by_class(self, priors: Tensor, label: Tensor, bbox_pred: Tensor,
-                         img_meta: dict) -> Tensor:
-        """``priors (n, 4)`` moved by the deltas of class ``label (n,)`` -> ``(n, 4)``, clipped."""
-        reg_dim = self.bbox_coder.encode_size
-        if not self.reg_class_agnostic:
-            bbox_pred = bbox_pred.unflatten(1, (-1, reg_dim))
-            bbox_pred = bbox_pred[torch.arange(label.numel(), device=label.device), label]
-        if bbox_pred.size(1) != reg_dim:
-            raise ValueError(f'bbox_pred must have {reg_dim} columns per box, '
-                             f'got {tuple(bbox_pred.shape)}')
-        return self.bbox_coder.decode(priors, bbox_pred, max_shape=img_meta['img_shape'])
-
-    def refine_bboxes(self, sampling_results: List, bbox_results: dict,
-                      batch_img_metas: List[dict]) -> Optional[List[InstanceData]]:
-        """Training RoIs moved by their own regression (the next cascade stage's RoIs).
-
-        Each RoI is regressed by its target class, background RoIs by their
-        best-scoring foreground class; gt boxes added as proposals are dropped.
-        Returns one ``InstanceData(bboxes)`` per image, None without RoIs.
-        """
-        labels = bbox_results['bbox_targets'][0]
-        cls_scores = bbox_results['cls_score']
-        rois, bbox_preds = bbox_results['rois'], bbox_results['bbox_pred']
-        if self.custom_activation:
-            cls_scores = self.loss_cls.get_activation(cls_scores)
-        if cls_scores.numel() == 0:
-            return None
-        if cls_scores.size(-1) not in (self.num_classes, self.num_classes + 1):
-            raise ValueError(f'the last dim of cls_scores must be num_classes or '
-                             f'num_classes + 1, got {cls_scores.size(-1)}')
-        best_fg = cls_scores[:, :self.num_classes].argmax(1)
-        labels = torch.where(labels == self.num_classes, best_fg, labels)
-
-        results = []
-        img_ids = rois[:, 0]
-        for i, (res, img_meta) in enumerate(zip(sampling_results, batch_img_metas)):
-            inds = (img_ids == i).nonzero().squeeze(1)
-            bboxes = self.regress_by_class(rois[inds, 1:], labels[inds], bbox_preds[inds],
-                                           img_meta)
-            # Sampled RoIs start with the gt boxes added as proposals (pos_is_gt).
-            keep = torch.ones(inds.numel(), dtype=torch.bool, device=inds.device)
-            keep[:len(res.pos_is_gt)] = res.pos_is_gt == 0
-            results.append(InstanceData(bboxes=bboxes[keep]))
-        return results

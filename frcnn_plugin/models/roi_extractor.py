@@ -8,23 +8,13 @@ level whose stride suits its size, then pooled there. This is mmdet's
 from typing import List, Optional, Sequence, Tuple
 
 import torch
+from mmcv import ops as mmcv_ops
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptMultiConfig
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from ..ops.roi_align import ScratchRoIAlign
-from ..ops.roi_pool import ScratchRoIPool
-
-# ``roi_layer`` type names -> layer class. mmcv's names map to the plugin's
-# implementations, so an mmdet config switches to them by changing only the
-# extractor's type.
-ROI_LAYERS = {
-    'RoIAlign': ScratchRoIAlign,
-    'RoIPool': ScratchRoIPool,
-    'ScratchRoIAlign': ScratchRoIAlign,
-    'ScratchRoIPool': ScratchRoIPool,
-}
+from ..ops import roi_align, roi_pool  # noqa: F401  register ScratchRoIAlign, ScratchRoIPool
 
 
 @MODELS.register_module()
@@ -48,10 +38,10 @@ class ScratchRoIExtractor(BaseModule):
     ``roi_scale_factor`` there too).
 
     Args:
-        roi_layer: ``dict(type=..., **kwargs)``; ``type`` a key of
-            :data:`ROI_LAYERS` (mmcv's ``'RoIAlign'`` / ``'RoIPool'`` mean this
-            plugin's layers), another name registered in ``MODELS``, or a class
-            (mmcv's ``RoIAlign`` works as well). One layer per level is built with
+        roi_layer: ``dict(type=..., **kwargs)``; ``type`` a name registered in
+            ``MODELS`` (ours: ``'ScratchRoIAlign'``, ``'ScratchRoIPool'``), else the
+            name of an ``mmcv.ops`` layer (``'RoIAlign'`` is mmcv's, as in mmdet's
+            extractor), or a class. One layer per level is built with
             ``spatial_scale = 1 / stride``.
         out_channels: channels of the features (and the output).
         featmap_strides: stride of each level, finest first.
@@ -78,10 +68,11 @@ class ScratchRoIExtractor(BaseModule):
         cfg = dict(layer_cfg)
         layer_type = cfg.pop('type')
         if isinstance(layer_type, str):
-            layer_cls = ROI_LAYERS.get(layer_type) or MODELS.get(layer_type)
+            layer_cls = MODELS.get(layer_type) or getattr(mmcv_ops, layer_type, None)
             if layer_cls is None:
-                raise KeyError(f'unknown RoI layer type {layer_type!r}; known: '
-                               f'{sorted(ROI_LAYERS)} or a name registered in MODELS')
+                raise KeyError(f'unknown RoI layer type {layer_type!r}: neither registered '
+                               "in MODELS (ours: 'ScratchRoIAlign', 'ScratchRoIPool') nor "
+                               'in mmcv.ops')
         else:
             layer_cls = layer_type
         return nn.ModuleList(layer_cls(spatial_scale=1 / stride, **cfg)

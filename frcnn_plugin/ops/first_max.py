@@ -68,15 +68,16 @@ def first_max(source: Tensor, groups: Iterable[Tuple[Tensor, Tensor]], num_bins:
     return best, winner
 
 
-class _Winners(torch.autograd.Function):
-    """``best`` as a function of ``source``: its gradient goes to the winning rows
-    (``winner == S``: none), summed where several bins share a winner."""
+class _MaxOfWinners(torch.autograd.Function):
+    """``best`` (computed by :func:`first_max`) as a function of ``source``: its gradient
+    goes to the winning rows (``winner == S``: none), summed where several bins share a
+    winner."""
 
     @staticmethod
-    def forward(ctx, source: Tensor, winner: Tensor, computed: list) -> Tensor:
+    def forward(ctx, source: Tensor, winner: Tensor, best: Tensor) -> Tensor:
         ctx.save_for_backward(winner)
         ctx.rows = source.size(0)
-        return computed[0]
+        return best  # autograd returns a view of it, with this function's backward
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -93,4 +94,4 @@ def pick_winners(source: Tensor, best: Tensor, winner: Optional[Tensor]) -> Tens
     gathered again)."""
     if winner is None:
         return best
-    return _Winners.apply(source, winner, [best])
+    return _MaxOfWinners.apply(source, winner, best)

@@ -2,12 +2,12 @@
 
 The seeds quantise each proposal to the stride-16 grid and run
 ``nn.AdaptiveMaxPool2d(7)`` on it, one RoI at a time in a Python loop. RoIAlign
-(Mask R-CNN) drops the quantisation: each of the ``7 x 7`` bins averages (or
-maxes) bilinear samples taken at exact, fractional positions. Here every sample
-of every RoI is turned into interpolation weights at once, and the features of
-all RoIs come out of one sparse-times-dense product, equal to ``mmcv.ops.RoIAlign``.
+(Mask R-CNN) drops the quantisation: each of the ``7 x 7`` bins averages (or maxes)
+bilinear samples taken at exact, fractional positions. :func:`roi_align` is that
+algorithm for all RoIs at once, equal to ``mmcv.ops.RoIAlign``; ``ScratchRoIAlign``
+runs it, with a faster, leaner path for the average mode mmdet's configs use
+(:func:`roi_align_avg_sparse`).
 """
-import warnings
 from typing import Tuple, Union
 
 import torch
@@ -16,11 +16,11 @@ from mmengine.utils import deprecated_api_warning
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from .first_max import bins_by, first_max, pick_winners
-
 # mmcv's max mode starts every bin's running maximum here (not at -inf), so a bin
 # with no sample, or whose samples are all below it, outputs this value.
 MAX_MODE_FLOOR = -10000.0
+# RoIs per call of the plain algorithm in max mode (see ScratchRoIAlign.forward).
+MAX_MODE_CHUNK = 16
 
 
 def axis_samples(start: Tensor, size: Tensor, bins: int, grid: Tensor,
@@ -63,6 +63,81 @@ def axis_samples(start: Tensor, size: Tensor, bins: int, grid: Tensor,
     return lo, hi, w_lo, w_hi, used.expand_as(pos)
 
 
+def sample_taps(rois: Tensor, spatial_scale: float, output_size: Tuple[int, int],
+                sampling_ratio: int, aligned: bool, height: int, width: int):
+    """Every RoI's samples: ``rois (K, 5)`` -> the :func:`axis_samples` taps along y
+    ``(K, PH, IY)`` and along x ``(K, PW, IX)``, and ``grid (K, 2)``, the samples per bin
+    along x and y (``sampling_ratio``, or ``ceil(bin size)`` when it is 0)."""
+    out_h, out_w = output_size
+    # mmcv receives the scale as a C float.
+    scale = torch.tensor(spatial_scale, dtype=torch.float32).item()
+    box = rois[:, 1:] * scale - (0.5 if aligned else 0.0)      # [K, 4]
+    size = box[:, 2:] - box[:, :2]                              # [K, 2]: w, h
+    if aligned:
+        if bool((size < 0).any()):
+            raise ValueError('RoIs in RoIAlign cannot have negative size')
+    else:
+        size = size.clamp(min=1)  # the legacy mode's 1-pixel minimum
+    if sampling_ratio > 0:
+        grid = torch.full_like(size, sampling_ratio, dtype=torch.long)
+    else:
+        grid = (size / size.new_tensor([out_w, out_h])).ceil().long()
+    ys = axis_samples(box[:, 1], size[:, 1], out_h, grid[:, 1], height)
+    xs = axis_samples(box[:, 0], size[:, 0], out_w, grid[:, 0], width)
+    return ys, xs, grid
+
+
+def roi_align(input: Tensor, rois: Tensor, output_size: Tuple[int, int],
+              spatial_scale: float = 1.0, sampling_ratio: int = 0, pool_mode: str = 'avg',
+              aligned: bool = True) -> Tensor:
+    """RoIAlign, the plain algorithm: ``input (N, C, H, W)``, ``rois (K, 5)`` rows
+    ``[batch_idx, x1, y1, x2, y2]`` in image pixels -> ``(K, C, PH, PW)``.
+
+    Every bilinear sample of every bin of every RoI is read at once (its 4 corner
+    pixels, weighted), then each bin averages its ``gh x gw`` samples or takes their
+    maximum (at least ``MAX_MODE_FLOOR``; the first maximal sample gets the gradient,
+    as in mmcv). Memory: ``K x PH x PW x IY x IX x C`` values, ``IY x IX`` the largest
+    grid of any RoI.
+    """
+    height, width = input.shape[-2:]
+    rois = rois.to(input.dtype)
+    (y_lo, y_hi, wy_lo, wy_hi, y_used), (x_lo, x_hi, wx_lo, wx_hi, x_used), grid = \
+        sample_taps(rois, spatial_scale, output_size, sampling_ratio, aligned, height, width)
+    features = input.permute(0, 2, 3, 1)                        # [N, H, W, C]
+    image = rois[:, 0].long()[:, None, None, None, None]        # [K, 1, 1, 1, 1]
+
+    def corner(y: Tensor, wy: Tensor, x: Tensor, wx: Tensor) -> Tensor:
+        """One bilinear corner of every sample, weighted: [K, PH, IY, PW, IX, C]."""
+        y, wy = y[:, :, :, None, None], wy[:, :, :, None, None]  # [K, PH, IY, 1, 1]
+        x, wx = x[:, None, None], wx[:, None, None]             # [K, 1, 1, PW, IX]
+        return (wy * wx)[..., None] * features[image, y, x]
+
+    # mmcv's sum, in its order: w1 * v1 + w2 * v2 + w3 * v3 + w4 * v4.
+    samples = (corner(y_lo, wy_lo, x_lo, wx_lo) + corner(y_lo, wy_lo, x_hi, wx_hi)
+               + corner(y_hi, wy_hi, x_lo, wx_lo) + corner(y_hi, wy_hi, x_hi, wx_hi))
+    samples = samples.permute(0, 1, 3, 5, 2, 4).flatten(4)      # [K, PH, PW, C, IY * IX]
+    used = y_used[:, :, None, :, None] & x_used[:, None, :, None, :]  # [K, PH, PW, IY, IX]
+    used = used.flatten(3)[:, :, :, None, :]                    # [K, PH, PW, 1, IY * IX]
+    if pool_mode == 'avg':
+        count = (grid[:, 0] * grid[:, 1]).clamp(min=1).to(input.dtype)  # [K]
+        pooled = samples.masked_fill(~used, 0).sum(-1) / count[:, None, None, None]
+    else:
+        # mmcv's running maximum starts at the floor and moves only to a strictly
+        # larger sample: the floor first, then max(), whose ties go to the first.
+        floor = samples.new_full(samples.shape[:-1] + (1,), MAX_MODE_FLOOR)
+        pooled = torch.cat((floor, samples.masked_fill(~used, float('-inf'))), -1).max(-1)[0]
+    return pooled.permute(0, 3, 1, 2).contiguous()              # [K, C, PH, PW]
+
+
+# The fast path of the average mode. The plain algorithm pads every RoI to the largest
+# sampling grid: on 512 RoIs of an 800 x 1333 FPN batch (256 channels, as in
+# tools/benchmark.py's roi_align case) it would allocate 8.9 GB for one temporary; this
+# path takes 1.1 s for forward and backward there on one thread (torchvision's kernel
+# 1.3 s; a whole R50-FPN training iteration ~10 s). Bilinear weights
+# factor into a y part and an x part, so the weights of every feature pixel in every bin form a sparse
+# (K * PH * PW, N * H * W) matrix; one sparse product with the channels-last features
+# gives every bin's C values, and autograd's gradient is the transposed product.
+
 def merge_taps(lo: Tensor, hi: Tensor, w_lo: Tensor, w_hi: Tensor,
                count: Tensor) -> Tuple[Tensor, Tensor]:
     """``(n, bins, G)`` sample taps -> ``(n, bins, 2G)`` distinct pixels and their summed weights.
@@ -82,47 +157,37 @@ def merge_taps(lo: Tensor, hi: Tensor, w_lo: Tensor, w_hi: Tensor,
     return merged_pix, merged_w / count.clamp(min=1).to(weight.dtype)[:, None, None]
 
 
-def csr_matrix(crow: Tensor, col: Tensor, val: Tensor, shape: Tuple[int, int]) -> Tensor:
-    """A CSR tensor, without PyTorch's one-off notices ("beta", "checks disabled"):
-    rows here are built valid (columns sorted and distinct), so checks are skipped."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='Sparse (CSR tensor support|invariant checks)')
-        return torch.sparse_csr_tensor(crow, col, val, shape, check_invariants=False)
-
-
-class SparseRowsTimesDense(torch.autograd.Function):
-    """``S @ dense``, ``S`` the CSR matrix ``(crow, col, val)`` with ``dense.size(0)`` columns.
-
-    Only ``dense`` gets a gradient: ``S^T @ grad``. PyTorch's own backward of a
-    CSR product transposes ``S`` through a generic, much slower path; here
-    ``S^T`` is built directly by a stable sort of the entries by column.
-    """
-
-    @staticmethod
-    def forward(ctx, crow: Tensor, col: Tensor, val: Tensor, dense: Tensor) -> Tensor:
-        ctx.save_for_backward(crow, col, val)
-        ctx.num_cols = dense.size(0)
-        return csr_matrix(crow, col, val, (crow.numel() - 1, dense.size(0))) @ dense
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        crow, col, val = ctx.saved_tensors
-        num_rows = crow.numel() - 1
-        row = torch.repeat_interleave(
-            torch.arange(num_rows, device=crow.device), crow.diff())
-        order = col.argsort(stable=True)  # keeps each new row's columns sorted
-        crow_t = col.new_zeros(ctx.num_cols + 1)
-        crow_t[1:] = torch.bincount(col, minlength=ctx.num_cols).cumsum(0)
-        transposed = csr_matrix(crow_t, row[order], val[order], (ctx.num_cols, num_rows))
-        return None, None, None, transposed @ grad.contiguous()
-
-
-def csr_from_dense(weights: Tensor, pixels: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    """``(rows, k)`` weights / pixel indices -> CSR ``(crow, col, val)`` of the non-zeros."""
-    keep = weights != 0
-    crow = keep.new_zeros(keep.size(0) + 1, dtype=torch.long)
-    crow[1:] = keep.sum(1).cumsum(0)
-    return crow, pixels[keep], weights[keep]
+def roi_align_avg_sparse(input: Tensor, rois: Tensor, output_size: Tuple[int, int],
+                         spatial_scale: float = 1.0, sampling_ratio: int = 0,
+                         aligned: bool = True) -> Tensor:
+    """:func:`roi_align` in avg mode as one sparse-times-dense product: each bin's row
+    holds the summed bilinear weight of every feature pixel its samples touch
+    (:func:`merge_taps`), divided by its sample count. Work and memory: the non-zero
+    weights times ``C`` (what the C kernel reads), whatever the RoIs' sizes."""
+    num_images, channels, height, width = input.shape
+    out_h, out_w = output_size
+    rois = rois.to(input.dtype)
+    ys, xs, grid = sample_taps(rois, spatial_scale, output_size, sampling_ratio, aligned,
+                               height, width)
+    rows, wy = merge_taps(*ys[:4], grid[:, 1])                  # [K, PH, TY]
+    cols, wx = merge_taps(*xs[:4], grid[:, 0])                  # [K, PW, TX]
+    weights = wy[:, :, None, :, None] * wx[:, None, :, None, :]  # [K, PH, PW, TY, TX]
+    # Pixel p of image b is row b * H * W + p of the channels-last features
+    # (a free view when the input already is channels-last).
+    image_base = rois[:, 0].long() * (height * width)
+    pixels = ((image_base[:, None, None, None, None] + rows[:, :, None, :, None] * width)
+              + cols[:, None, :, None, :])                      # [K, PH, PW, TY, TX]
+    features = input.permute(0, 2, 3, 1).reshape(num_images * height * width, channels)
+    weights, pixels = weights.flatten(3).flatten(0, 2), pixels.flatten(3).flatten(0, 2)
+    bin_, tap = (weights != 0).nonzero().t()                    # the non-zeros, row-major
+    # Rows in order, each row's pixels sorted and distinct: coalesced as built. The
+    # invariant checks are declined explicitly (they would cost a pass over the entries).
+    with torch.sparse.check_sparse_tensor_invariants(enable=False):
+        matrix = torch.sparse_coo_tensor(
+            torch.stack((bin_, pixels[bin_, tap])), weights[bin_, tap],
+            (weights.size(0), features.size(0)), is_coalesced=True)
+        pooled = matrix @ features                              # [K * PH * PW, C]
+    return pooled.view(-1, out_h, out_w, channels).permute(0, 3, 1, 2).contiguous()
 
 
 @MODELS.register_module()
@@ -141,16 +206,9 @@ class ScratchRoIAlign(nn.Module):
 
     (see :func:`axis_samples` for the sample positions and border rule). Without
     ``aligned`` a RoI is at least 1 x 1 pixel; with it, a 0-size RoI has no sample
-    and gives 0, and a negative size is an error, as in mmcv.
-
-    Bilinear weights factor into a y part and an x part, so the per-axis weights
-    of all RoIs are computed at once and their products, the weight of every
-    feature pixel in every bin, form a sparse ``(n * out_h * out_w, N * H * W)``
-    matrix. One sparse product with the channels-last features gives every bin's
-    ``C`` values; autograd's gradient for ``input`` is the transposed product.
-    Avg mode merges a bin's samples into distinct pixels first (fewer
-    non-zeros); max mode keeps one row per sample and takes the largest per bin
-    (the gradient goes to the first sample that reaches it, as in mmcv).
+    and gives 0, and a negative size is an error, as in mmcv. The max mode runs
+    :func:`roi_align` (``MAX_MODE_CHUNK`` RoIs at a time), the avg mode
+    :func:`roi_align_avg_sparse`.
 
     Args:
         output_size: ``(out_h, out_w)`` or one int for both.
@@ -179,79 +237,15 @@ class ScratchRoIAlign(nn.Module):
         self.use_torchvision = use_torchvision
 
     def forward(self, input: Tensor, rois: Tensor) -> Tensor:
-        num_images, channels, height, width = input.shape
-        out_h, out_w = self.output_size
-        rois = rois.to(input.dtype)
-        n = rois.size(0)
-        # mmcv receives the scale as a C float.
-        scale = torch.tensor(self.spatial_scale, dtype=torch.float32).item()
-        box = rois[:, 1:] * scale - (0.5 if self.aligned else 0.0)
-        size = box[:, 2:] - box[:, :2]  # (n, 2): w, h
-        if self.aligned:
-            if bool((size < 0).any()):
-                raise ValueError('RoIs in RoIAlign cannot have negative size')
-        else:
-            size = size.clamp(min=1)  # the legacy mode's 1-pixel minimum
-        if self.sampling_ratio > 0:
-            grid = torch.full_like(size, self.sampling_ratio, dtype=torch.long)
-        else:
-            grid = (size / size.new_tensor([out_w, out_h])).ceil().long()
-        ys = axis_samples(box[:, 1], size[:, 1], out_h, grid[:, 1], height)
-        xs = axis_samples(box[:, 0], size[:, 0], out_w, grid[:, 0], width)
-        # Pixel p of image b is row b * H * W + p of the channels-last features
-        # (a free view when the input already is channels-last).
-        image_base = rois[:, 0].long() * (height * width)
-        features = input.permute(0, 2, 3, 1).reshape(num_images * height * width, channels)
-
         if self.pool_mode == 'avg' or self.use_torchvision:
-            rows, wy = merge_taps(*ys[:4], grid[:, 1])  # (n, out_h, Ky)
-            cols, wx = merge_taps(*xs[:4], grid[:, 0])  # (n, out_w, Kx)
-            # (n, out_h, out_w, Ky, Kx): every pixel weight of every bin.
-            weights = wy[:, :, None, :, None] * wx[:, None, :, None, :]
-            pixels = ((image_base[:, None, None, None, None]
-                       + rows[:, :, None, :, None] * width) + cols[:, None, :, None, :])
-            crow, col, val = csr_from_dense(weights.flatten(3).flatten(0, 2),
-                                            pixels.flatten(3).flatten(0, 2))
-            pooled = SparseRowsTimesDense.apply(crow, col, val, features)
-        else:
-            pooled = self._max_pool(ys, xs, grid, image_base, width, features)
-        return pooled.view(n, out_h, out_w, channels).permute(0, 3, 1, 2).contiguous()
-
-    def _max_pool(self, ys, xs, grid, image_base, width, features):
-        """``(n * out_h * out_w, C)``: per bin, the largest sample (at least -10000).
-
-        One sparse row per used sample (its 4 bilinear corners; a clamped corner
-        has weight 0 and drops out, so columns stay distinct), in bin order, then
-        the first maximum of each bin's ``gh * gw`` consecutive samples.
-        """
-        y_lo, y_hi, wy_lo, wy_hi, y_used = ys
-        x_lo, x_hi, wx_lo, wx_hi, x_used = xs
-        # (n, out_h, Gh, 2) rows / weights, (n, out_w, Gw, 2) columns / weights
-        rows = torch.stack((y_lo, y_hi), -1)
-        wy = torch.stack((wy_lo, wy_hi), -1)
-        cols = torch.stack((x_lo, x_hi), -1)
-        wx = torch.stack((wx_lo, wx_hi), -1)
-        # -> (n, out_h, out_w, Gh, Gw, 2, 2): sample (iy, ix) of bin (p, q), corner (a, b)
-        weights = wy[:, :, None, :, None, :, None] * wx[:, None, :, None, :, None, :]
-        pixels = ((image_base[:, None, None, None, None, None, None]
-                   + rows[:, :, None, :, None, :, None] * width)
-                  + cols[:, None, :, None, :, None, :])
-        used = y_used[:, :, None, :, None] & x_used[:, None, :, None, :]
-        crow, col, val = csr_from_dense(weights[used].flatten(1), pixels[used].flatten(1))
-        samples = SparseRowsTimesDense.apply(crow, col, val, features)
-        out_h, out_w = self.output_size
-        per_bin = (grid[:, 0] * grid[:, 1]).repeat_interleave(out_h * out_w)
-        best, winner = first_max(samples.detach(), self._bin_groups(per_bin), per_bin.numel(),
-                                 MAX_MODE_FLOOR, samples.requires_grad)
-        return pick_winners(samples, best, winner)
-
-    @staticmethod
-    def _bin_groups(per_bin: Tensor):
-        """``(bins, samples)`` per sample count ``k``: the bins with ``k`` samples and
-        their rows ``(B, k)`` of the samples, which come bin after bin."""
-        first = per_bin.cumsum(0) - per_bin
-        for k, bins in bins_by(per_bin):
-            yield bins, first[bins][:, None] + torch.arange(k, device=per_bin.device)
+            return roi_align_avg_sparse(input, rois, self.output_size, self.spatial_scale,
+                                        self.sampling_ratio, self.aligned)
+        # No detector config pools by max, so no fast path: the plain algorithm, a chunk
+        # of RoIs at a time to bound its memory (about 20 MB per large FPN RoI).
+        chunks = rois.split(MAX_MODE_CHUNK) if rois.size(0) else (rois,)
+        return torch.cat([roi_align(input, chunk, self.output_size, self.spatial_scale,
+                                    self.sampling_ratio, 'max', self.aligned)
+                          for chunk in chunks])
 
     def __repr__(self):
         return (f'{self.__class__.__name__}(output_size={self.output_size}, '

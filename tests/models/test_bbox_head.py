@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import torch
+from detector_parity import load_random_weights, random_boxes
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
@@ -30,18 +31,8 @@ def head_pair(**kwargs):
     theirs = MODELS.build(dict(type='Shared2FCBBoxHead', **cfg))
     ours = MODELS.build(dict(type='ScratchBBoxHead', **cfg))
     assert type(ours) is ScratchBBoxHead
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # larger than the default init, so predictions vary
-        for p in theirs.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    ours.load_state_dict(theirs.state_dict(), strict=True)
+    load_random_weights(theirs, ours, seed=1)
     return ours, theirs
-
-
-def random_boxes(n, h, w, g):
-    xy = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
-    wh = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.3, h * 0.3]) + 1
-    return torch.cat([xy, xy + wh], 1)
 
 
 def sampling_results(seed, num_gts=(3, 0, 2), num_proposals=(40, 30, 0)):
@@ -88,10 +79,15 @@ def test_state_dicts_interchange_and_init_matches():
         assert ours.bbox_coder.stds == theirs.bbox_coder.stds == [0.1, 0.1, 0.2, 0.2]
 
 
-def test_unimplemented_branches_raise():
-    for bad in (dict(num_shared_convs=2), dict(num_cls_fcs=1), dict(num_reg_convs=1)):
-        with pytest.raises(NotImplementedError, match='shared FCs only'):
-            ScratchBBoxHead(**bad)
+def test_takes_shared2fc_arguments_only():
+    """Shared2FCBBoxHead fixes ConvFCBBoxHead's branch layout (no convs, two shared FCs):
+    a config naming it is an error on both sides; its ignored conv options are accepted."""
+    for bad in (dict(num_shared_convs=2), dict(num_shared_fcs=1), dict(num_reg_convs=1)):
+        for head_type in ('Shared2FCBBoxHead', 'ScratchBBoxHead'):
+            with pytest.raises(TypeError):
+                MODELS.build(dict(type=head_type, **bad))
+    ours, theirs = head_pair(conv_out_channels=64, norm_cfg=dict(type='BN'))
+    assert list(ours.state_dict()) == list(theirs.state_dict())
     with pytest.raises(ValueError):
         ScratchBBoxHead(with_cls=False, with_reg=False)
 
@@ -254,24 +250,7 @@ def test_predict_by_feat(cfg, test_cfg, rescale):
         assert 0 < kept[0] < 60 * 5 and kept[0] <= test_cfg.max_per_img
 
 
-def test_refine_bboxes():
-    for cfg in (dict(), dict(reg_class_agnostic=True)):
-        ours, theirs = head_pair(**cfg)
-        res = sampling_results(4)
-        cls_score, bbox_pred, rois = loss_inputs(res, agnostic=cfg.get('reg_class_agnostic', False))
-        targets = ours.get_targets(res, TRAIN_CFG)
-        bbox_results = dict(cls_score=cls_score, bbox_pred=bbox_pred, rois=rois,
-                            bbox_targets=targets)
-        metas = [dict(img_shape=s) for s in IMG_SHAPES]
-        a = ours.refine_bboxes(res, bbox_results, metas)
-        b = theirs.refine_bboxes(res, bbox_results, metas)
-        assert [len(x) for x in a] == [len(x) for x in b]
-        assert sum(len(x) for x in a) < rois.size(0)  # the gt proposals are gone
-        for x, y in zip(a, b):
-            assert_same(x.bboxes, y.bboxes, atol=1e-3)
-
-
-def roi_head(bbox_head_type):
+def roi_head(bbox_head_type, coder_type):
     cfg = dict(
         type='StandardRoIHead',
         bbox_roi_extractor=dict(type='SingleRoIExtractor',
@@ -279,7 +258,7 @@ def roi_head(bbox_head_type):
                                 out_channels=8, featmap_strides=[4, 8]),
         bbox_head=dict(type=bbox_head_type, in_channels=8, fc_out_channels=64, roi_feat_size=7,
                        num_classes=5,
-                       bbox_coder=dict(type='ScratchDeltaXYWHBBoxCoder',
+                       bbox_coder=dict(type=coder_type,
                                        target_means=[0., 0., 0., 0.],
                                        target_stds=[0.1, 0.1, 0.2, 0.2])),
         train_cfg=TRAIN_CFG, test_cfg=TEST_CFG)
@@ -288,14 +267,11 @@ def roi_head(bbox_head_type):
 
 def test_inside_standard_roi_head():
     """Swapped by type into mmdet's StandardRoIHead: same losses, gradients, detections."""
-    theirs = roi_head('Shared2FCBBoxHead')
-    ours = roi_head('ScratchBBoxHead')
+    theirs = roi_head('Shared2FCBBoxHead', 'DeltaXYWHBBoxCoder')
+    ours = roi_head('ScratchBBoxHead', 'ScratchDeltaXYWHBBoxCoder')
     assert isinstance(ours.bbox_head, ScratchBBoxHead)
+    load_random_weights(theirs, ours, seed=5)
     g = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for p in theirs.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    ours.load_state_dict(theirs.state_dict(), strict=True)
 
     feats = [torch.randn(3, 8, 32, 32, generator=g), torch.randn(3, 8, 16, 16, generator=g)]
     samples = []

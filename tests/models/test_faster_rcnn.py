@@ -1,29 +1,15 @@
 """Whole-detector parity: Faster R-CNN built from our components trains and predicts as
 the same detector built from mmdet's, given the same weights and seeds."""
 import torch
-import torchvision
 from detector_parity import (assert_same_gradients, assert_same_training, detector_batch,
                              loss_and_gradients, recorded, retyped, train_and_predict)
 from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.structures import InstanceData
-from torch.nn.modules.utils import _pair
 
 import frcnn_plugin  # noqa: F401  registers the Scratch* types
-from frcnn_plugin.swap import SCRATCH_TYPES
+from frcnn_plugin.swap import MMDET_TYPES, SCRATCH_TYPES
 from mmdet.registry import MODELS
-
-class TorchvisionRoIPool(torchvision.ops.RoIPool):
-    """mmcv's RoIPool has no CPU kernel: torchvision's stands in, with ``output_size`` a
-    pair as mmdet's extractor reads it (its build_roi_layers takes a class)."""
-
-    def __init__(self, output_size, spatial_scale=1.0):
-        super().__init__(_pair(output_size), spatial_scale)
-
-
-# Ours -> mmdet's, for configs written with ours.
-MMDET = {**{ours: theirs for theirs, ours in SCRATCH_TYPES.items()},
-         'ScratchRoIPool': TorchvisionRoIPool}
 
 
 def spell_out_iou_calculators(model_cfg):
@@ -38,7 +24,7 @@ def test_r50_fpn_with_all_our_components_is_mmdets_detector(repo):
     spell_out_iou_calculators(theirs)
     # Our config is mmdet's model with every component retyped, nothing else changed
     # (but the scope mmengine notes on what a config inherits with `mmdet::`).
-    mapped_back = retyped(ours, MMDET)
+    mapped_back = retyped(ours, MMDET_TYPES)
     assert mapped_back.pop('_scope_') == 'mmdet'
     assert mapped_back == theirs
     assert not any(f"'{name}'" in str(ours) for name in SCRATCH_TYPES)
@@ -54,7 +40,7 @@ def test_r50_fpn_with_all_our_components_is_mmdets_detector(repo):
 def test_seed_vgg16_model_is_its_mmdet_counterpart(repo):
     ours = Config.fromfile(repo / 'configs/_base_/models/faster-rcnn_vgg16.py').model
     ours.backbone.init_cfg = None
-    theirs = retyped(ours, MMDET)
+    theirs = retyped(ours, MMDET_TYPES)
     assert 'Scratch' not in str(theirs).replace('ScratchVGG16', '')  # mmdet has no VGG
 
     torch.manual_seed(0)
@@ -72,7 +58,7 @@ def vgg16_twins(repo, **assigner):
     ours.backbone.init_cfg = None
     for stage in ('rpn', 'rcnn'):
         ours.train_cfg[stage].assigner.update(assigner)
-    theirs = retyped(ours, MMDET)
+    theirs = retyped(ours, MMDET_TYPES)
     torch.manual_seed(0)
     return ours, theirs, MODELS.build(theirs).state_dict()
 

@@ -13,7 +13,7 @@ from frcnn_plugin.ops.roi_pool import ScratchRoIPool
 TOL = 1e-4
 STRIDES = [4, 8, 16, 32]
 IMAGE_H, IMAGE_W = 256, 384
-ALIGN = dict(type='RoIAlign', output_size=7, sampling_ratio=0)
+ALIGN = dict(type='RoIAlign', output_size=7, sampling_ratio=0)  # mmcv's
 
 
 def pyramid(channels=256, images=2, seed=0, levels=4):
@@ -50,8 +50,11 @@ def assert_same(ours, theirs):
 
 
 def build_pair(roi_layer=ALIGN, strides=STRIDES, channels=256, **kwargs):
-    cfg = dict(roi_layer=roi_layer, out_channels=channels, featmap_strides=strides, **kwargs)
-    return MODELS.build(dict(type='ScratchRoIExtractor', **cfg)), SingleRoIExtractor(**cfg)
+    """Ours with our layer (``ScratchRoIAlign``), the oracle with mmcv's."""
+    cfg = dict(out_channels=channels, featmap_strides=strides, **kwargs)
+    ours = dict(roi_layer, type='Scratch' + roi_layer['type'])
+    return (MODELS.build(dict(type='ScratchRoIExtractor', roi_layer=ours, **cfg)),
+            SingleRoIExtractor(roi_layer=roi_layer, **cfg))
 
 
 @pytest.mark.parametrize('roi_scale_factor', [None, 1.5])
@@ -65,7 +68,7 @@ def test_equals_mmdet_on_four_fpn_levels(roi_scale_factor):
     assert result[0].shape == (512, 256, 7, 7)
 
 
-def test_layers_are_the_plugins_with_mmcv_names():
+def test_layer_names_build_ours_or_mmcvs():
     ours, oracle = build_pair(dict(type='RoIAlign', output_size=(7, 5), sampling_ratio=2,
                                    aligned=False), channels=16)
     assert all(type(layer) is ScratchRoIAlign for layer in ours.roi_layers)
@@ -75,8 +78,13 @@ def test_layers_are_the_plugins_with_mmcv_names():
            (oracle.out_channels, oracle.featmap_strides, oracle.finest_scale, oracle.num_inputs)
     assert_same(run(ours, pyramid(channels=16), random_rois(200)),
                 run(oracle, pyramid(channels=16), random_rois(200)))
-    pool = ScratchRoIExtractor(dict(type='RoIPool', output_size=7), 16, STRIDES)
+    pool = ScratchRoIExtractor(dict(type='ScratchRoIPool', output_size=7), 16, STRIDES)
     assert all(type(layer) is ScratchRoIPool for layer in pool.roi_layers)
+    # mmcv's names are mmcv's layers, as in mmdet's extractor.
+    mmcv_align = ScratchRoIExtractor(dict(ALIGN), 16, STRIDES)
+    assert all(type(layer) is mmcv.ops.RoIAlign for layer in mmcv_align.roi_layers)
+    with pytest.raises(KeyError, match="'RoIAlgn'.*ScratchRoIAlign"):
+        ScratchRoIExtractor(dict(ALIGN, type='RoIAlgn'), 16, STRIDES)
 
 
 def test_class_object_layers_in_both_directions():

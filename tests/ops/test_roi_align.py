@@ -5,7 +5,7 @@ import torch
 import torchvision
 from mmdet.registry import MODELS
 
-from frcnn_plugin.ops.roi_align import ScratchRoIAlign
+from frcnn_plugin.ops.roi_align import ScratchRoIAlign, roi_align
 
 TOL = 1e-4
 STRIDE_16_IMAGE = (30 * 16, 40 * 16)  # image (h, w) of the 30 x 40 test map at stride 16
@@ -45,13 +45,24 @@ def run(layer, feats, rois, grad_seed=2):
     return out.detach(), feats.grad
 
 
-def assert_matches_mmcv(feats, rois, **cfg):
-    ours, our_grad = run(ScratchRoIAlign(**cfg), feats, rois)
+def plain(layer):
+    """The plain :func:`roi_align` with ``layer``'s settings."""
+    mode = 'avg' if layer.use_torchvision else layer.pool_mode
+    return lambda x, r: roi_align(x, r, layer.output_size, layer.spatial_scale,
+                                  layer.sampling_ratio, mode, layer.aligned)
+
+
+def assert_matches_mmcv(feats, rois, check_plain=True, **cfg):
+    """ScratchRoIAlign and (unless ``check_plain`` is False: its memory) the plain
+    :func:`roi_align` against mmcv's."""
     theirs, their_grad = run(mmcv.ops.RoIAlign(**cfg), feats, rois)
-    assert ours.shape == theirs.shape
-    torch.testing.assert_close(ours, theirs, atol=TOL, rtol=0)
-    torch.testing.assert_close(our_grad, their_grad, atol=TOL, rtol=0)
-    return ours, our_grad
+    layer = ScratchRoIAlign(**cfg)
+    ours = [run(layer, feats, rois)] + ([run(plain(layer), feats, rois)] if check_plain else [])
+    for out, grad in ours:
+        assert out.shape == theirs.shape
+        torch.testing.assert_close(out, theirs, atol=TOL, rtol=0)
+        torch.testing.assert_close(grad, their_grad, atol=TOL, rtol=0)
+    return ours[0]
 
 
 @pytest.mark.parametrize('output_size', [7, (7, 5)])
@@ -76,7 +87,8 @@ def test_equals_mmcv_on_fpn_sized_level():
     wh = torch.exp(torch.rand(512, 2, generator=gen) * 4) * 4
     rois = torch.cat([torch.randint(0, 2, (512, 1), generator=gen).float(), xy, xy + wh], 1)
     feats = features(channels=256, height=64, width=96)
-    assert_matches_mmcv(feats, rois, output_size=7, spatial_scale=1 / 4, sampling_ratio=0)
+    assert_matches_mmcv(feats, rois, check_plain=False, output_size=7, spatial_scale=1 / 4,
+                        sampling_ratio=0)
 
 
 def test_float64_equals_mmcv():

@@ -5,7 +5,7 @@ import torch
 import torchvision
 from mmdet.registry import MODELS
 
-from frcnn_plugin.ops.roi_pool import ScratchRoIPool, round_half_away
+from frcnn_plugin.ops.roi_pool import ScratchRoIPool, roi_pool, round_half_away
 
 TOL = 1e-4
 
@@ -39,14 +39,21 @@ def run(layer, feats, rois, grad_seed=2):
     return out.detach(), feats.grad
 
 
-def assert_matches_torchvision(feats, rois, output_size, spatial_scale):
-    ours, our_grad = run(ScratchRoIPool(output_size, spatial_scale), feats, rois)
+def assert_matches_torchvision(feats, rois, output_size, spatial_scale, plain=True):
+    """ScratchRoIPool and (unless ``plain`` is False: its memory) the plain
+    :func:`roi_pool` against torchvision's."""
     theirs, their_grad = run(
         lambda x, r: torchvision.ops.roi_pool(x, r, output_size, spatial_scale), feats, rois)
-    assert ours.shape == theirs.shape
-    torch.testing.assert_close(ours, theirs, atol=TOL, rtol=0)
-    torch.testing.assert_close(our_grad, their_grad, atol=TOL, rtol=0)
-    return ours, our_grad
+    layer = ScratchRoIPool(output_size, spatial_scale)
+    ours = [run(layer, feats, rois)]
+    if plain:
+        ours.append(run(lambda x, r: roi_pool(x, r, layer.output_size, spatial_scale),
+                        feats, rois))
+    for out, grad in ours:
+        assert out.shape == theirs.shape
+        torch.testing.assert_close(out, theirs, atol=TOL, rtol=0)
+        torch.testing.assert_close(grad, their_grad, atol=TOL, rtol=0)
+    return ours[0]
 
 
 @pytest.mark.parametrize('output_size', [7, (7, 5), (2, 3)])
@@ -65,7 +72,7 @@ def test_equals_torchvision_on_vgg_sized_map():
     wh = torch.exp(torch.rand(128, 2, generator=gen) * 3.5) * 16
     rois = torch.cat([torch.zeros(128, 1), xy, xy + wh], 1)
     assert_matches_torchvision(features(channels=512, images=1, height=38, width=63), rois,
-                               7, 1 / 16)
+                               7, 1 / 16, plain=False)
 
 
 def test_ties_send_gradient_to_first_cell_like_torchvision():

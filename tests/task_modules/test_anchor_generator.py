@@ -14,7 +14,7 @@ from mmdet.structures.bbox import HorizontalBoxes
 SEED_CFG = dict(strides=[16], ratios=[0.5, 1, 2], scales=[8, 16, 32], center_offset=0.5)
 
 # The seed's `anchor_base` print (boxes as [y1, x1, y2, x2]), In [19] of
-# seeds/002_d07f4454b20d3bf3.txt.
+# seed 002_d07f4454b20d3bf3.txt.
 SEED_BASE_YXYX = [[-37.254833, -82.50967, 53.254833, 98.50967],
                   [-82.50967, -173.01933, 98.50967, 189.01933],
                   [-173.01933, -354.03867, 189.01933, 370.03867],

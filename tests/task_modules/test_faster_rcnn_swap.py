@@ -7,15 +7,11 @@ from detector_parity import assert_same_training, detector_batch, retyped, train
 from mmengine.hub import get_config
 
 import frcnn_plugin  # noqa: F401  registers the Scratch* types
-from mmdet.registry import MODELS
+from frcnn_plugin.swap import SCRATCH_TYPES
+from mmdet.registry import MODELS, TASK_UTILS
 
-SWAPS = {
-    'AnchorGenerator': 'ScratchAnchorGenerator',
-    'DeltaXYWHBBoxCoder': 'ScratchDeltaXYWHBBoxCoder',
-    'MaxIoUAssigner': 'ScratchMaxIoUAssigner',
-    'RandomSampler': 'ScratchRandomSampler',
-    'BboxOverlaps2D': 'ScratchBboxOverlaps2D',
-}
+# The task modules among the swaps (the rest are MODELS).
+SWAPS = {theirs: ours for theirs, ours in SCRATCH_TYPES.items() if TASK_UTILS.get(theirs)}
 
 
 @pytest.fixture(scope='module')

@@ -73,12 +73,26 @@ def test_missing_arguments_print_usage(repo, script, nargs):
 
 
 def test_mmengine_pytorch_launcher_initialises_without_cuda(monkeypatch):
-    """mmengine's `--launcher pytorch` set-up, with frcnn_plugin imported (as our tools
-    do): a 1-process gloo group on the CPU (mmengine alone pins a GPU first and fails)."""
+    """mmengine's `--launcher pytorch` set-up as our tools run it: a 1-process gloo group
+    on the CPU (mmengine alone pins a GPU first and fails). Importing frcnn_plugin
+    changes nothing in mmengine; the tools' call does, only for that launcher, only
+    without CUDA."""
+    import torch
     import torch.distributed as dist
     from mmengine.dist import init_dist
+    from mmengine.dist import utils as dist_utils
 
     import frcnn_plugin  # noqa: F401
+    from frcnn_plugin.dist import skip_cuda_pinning_for_cpu_launch
+    unpatched = dist_utils._init_dist_pytorch
+    assert not hasattr(unpatched, 'skips_cuda_pinning')
+    monkeypatch.setattr(dist_utils, '_init_dist_pytorch', unpatched)  # restored afterwards
+    for argv in (['cfg.py'], ['cfg.py', '--launcher', 'none'], ['--launcher', 'slurm']):
+        assert not skip_cuda_pinning_for_cpu_launch(argv)
+        assert dist_utils._init_dist_pytorch is unpatched
+    cpu_only = not torch.cuda.is_available()
+    assert skip_cuda_pinning_for_cpu_launch(['cfg.py', '--launcher=pytorch']) == cpu_only
+    assert (dist_utils._init_dist_pytorch is not unpatched) == cpu_only
     for key, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
                            MASTER_PORT=str(free_port())).items():
         monkeypatch.setenv(key, value)

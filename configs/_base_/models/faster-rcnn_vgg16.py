@@ -3,7 +3,8 @@
 # conv5_3 (stride 16, 512 channels, no neck), a 9-anchor RPN, 7 x 7 RoI pooling and the
 # fc6/fc7 (4096) detection head. Where the seeds and the reference implementation
 # (py-faster-rcnn, whose numbers the seeds copy) differ, the comment says which is used.
-# Seeds: /work/shared/seeds/000_...txt (000), 002_...txt (002), 004_...txt (004).
+# Seeds: 000_6d77b47622963ff7.txt (000), 002_d07f4454b20d3bf3.txt (002),
+# 004_f90837ef8bb37cee.txt (004).
 custom_imports = dict(imports=['frcnn_plugin'], allow_failed_imports=False)
 
 model = dict(
@@ -51,7 +52,8 @@ model = dict(
         # (The seeds use sigma 1, lambda 10 and divide by the positives.)
         loss_bbox=dict(type='SmoothL1Loss', beta=1.0 / 9.0, loss_weight=1.0)),
     roi_head=dict(
-        type='StandardRoIHead',
+        # Seeds 000/002 "proposal target layer" (training) and detection (testing).
+        type='ScratchRoIHead',
         bbox_roi_extractor=dict(
             type='ScratchRoIExtractor',
             # Seeds 000/002: RoI max pooling to 7 x 7 on the stride-16 map (rois * 1/16).
