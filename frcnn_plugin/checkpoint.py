@@ -48,21 +48,34 @@ defaults to ``False``: without it a ``torchvision://`` or ``https://`` checkpoin
 file planted in the hub cache) runs its pickled code, plugin or not. Loaders registered
 after this import are not guarded: they refuse mmengine checkpoints (fail closed).
 
+What comes back. :func:`resolve` replaces the array and dtype stand-ins by their numpy
+values, then :func:`check_plain` walks the whole result and refuses anything but plain
+data (so no stand-in, function or class a file names is ever handed to the caller, in a
+set, a dict key or a tuple cycle) and tensors carrying hooks, which torch never saves.
+The stand-ins check sizes before computing with them (a shape of thousands of huge ints
+would cost minutes), refuse zero-byte dtypes and str data beyond U+10FFFF, and refuse
+wrong argument counts with this module's message.
+
 Threads. ``torch.serialization.safe_globals`` and the environment variable are
 process-wide, so for the duration of a guarded load every ``torch.load`` in the process
-sees them: harmless, since the stand-ins are safe for any file; another thread's
-``weights_only=False`` load in that window is made weights-only (it fails, closed).
-torch's allowlist is a module-level set replaced without a lock, so overlapping
-``safe_globals`` contexts could drop each other's entries mid-load; guarded loads hold one
-re-entrant lock (nested ones enter the allowlist once), so they never overlap each other.
+sees them: another thread's ``weights_only=False`` load in that window is made
+weights-only (it fails, closed), and another thread's plain ``torch.load`` that names our
+globals is refused by the stand-ins themselves, which work only in the thread inside
+:func:`loading_mmengine_checkpoints`. torch's allowlist is a module-level set replaced
+without a lock, so overlapping ``safe_globals`` contexts could drop each other's entries
+mid-load; guarded loads hold one re-entrant lock (nested ones enter the allowlist once),
+so they never overlap each other, and on exit remove only the entries they added (an
+entry the user had allowlisted, such as ``bytes``, stays).
 """
 import contextlib
 import functools
+import inspect
 import math
 import os
 import pickle
 import threading
 import types
+from collections import Counter, OrderedDict
 from typing import Any, Callable
 
 import numpy as np
@@ -80,11 +93,50 @@ _DTYPE_KINDS = 'biufcSU'
 _NUMPY_MULTIARRAY = (getattr(np, '_core', None) or np.core).multiarray
 
 
+_MAX_DIMS = 64  # numpy's NPY_MAXDIMS
+# What numpy raises on a shape, size or state it cannot build.
+_NUMPY_ERRORS = (ValueError, TypeError, OverflowError, MemoryError, SystemError)
+
 _REFUSES = 'frcnn_plugin.checkpoint refuses'
+# Set in the thread inside loading_mmengine_checkpoints: torch's allowlist is process-wide.
+_THREAD = threading.local()
 
 
 def _refuse(message: str):
     raise pickle.UnpicklingError(f'{_REFUSES} {message}')
+
+
+def _check_thread(name: str):
+    if not getattr(_THREAD, 'loading', False):
+        _refuse(f'{name} outside frcnn_plugin\'s guarded loads (another thread\'s torch.load '
+                'while one runs): load mmengine checkpoints with frcnn_plugin.checkpoint.load')
+
+
+def _stand_in(function: Callable) -> Callable:
+    """``function`` for the unpickler: only in the loading thread, arguments it takes only."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def checked(*args, **kwargs):
+        _check_thread(function.__qualname__)
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError:
+            _refuse(f'{function.__qualname__}({", ".join(map(_brief, args))}'
+                    f'{", " * bool(args and kwargs)}{_names(kwargs)[1:-1]}): wrong arguments')
+        return function(*args, **kwargs)
+
+    return checked
+
+
+class _StandIn:
+    """Made empty by the unpickler (in the loading thread only), completed by ``__setstate__``."""
+
+    def __new__(cls, *args, **kwargs):
+        _check_thread(cls.__qualname__)
+        if args or kwargs:
+            _refuse(f'{cls.__qualname__} with arguments {", ".join(map(_brief, args))}')
+        return super().__new__(cls)
 
 
 def _brief(value) -> str:
@@ -101,11 +153,12 @@ def _names(keys) -> str:
     return '{' + ', '.join(sorted(map(_brief, keys))) + '}'
 
 
-class UnpickledDtype:
+class UnpickledDtype(_StandIn):
     """A numpy dtype named by :func:`unpickled_dtype`, completed by its pickled state."""
     spec = None
     dtype = None
 
+    @_stand_in
     def __setstate__(self, state):
         if self.spec is None or self.dtype is not None:
             _refuse('a numpy dtype state without numpy.dtype(...) or given twice')
@@ -126,28 +179,36 @@ class UnpickledDtype:
         return self.dtype
 
 
-class UnpickledArray:
+class UnpickledArray(_StandIn):
     """A numpy array started by :func:`unpickled_reconstruct`, built from its checked state."""
     array = None
     started = False
 
+    @_stand_in
     def __setstate__(self, state):
         if not self.started or self.array is not None:
             _refuse('a numpy array state without _reconstruct(...) or given twice')
         if not (type(state) is tuple and len(state) == 5):
             _refuse(f'the numpy array state {_brief(state)}')
         version, shape, dtype, is_fortran, data = state
+        # Sizes checked before math.prod, which is quadratic in the digits of huge ones.
         if not (type(version) is int and version == 1 and type(shape) is tuple
-                and all(type(n) is int and n >= 0 for n in shape)
+                and len(shape) <= _MAX_DIMS
+                and all(type(n) is int and 0 <= n < 2**63 for n in shape)
                 and type(dtype) is UnpickledDtype and type(is_fortran) is bool
                 and type(data) is bytes):
-            _refuse('a numpy array state that is not (1, shape, dtype, is_fortran, bytes): '
+            _refuse(f'a numpy array state that is not (1, shape (at most {_MAX_DIMS} sizes, '
+                    'each < 2**63), dtype, is_fortran, bytes): '
                     f'({", ".join(_brief(x) for x in state)})')
         dtype = dtype.value()
         if len(data) != math.prod(shape) * dtype.itemsize:
             _refuse(f'a numpy array of shape {shape} and dtype {dtype} with {len(data)} bytes')
-        array = _NUMPY_MULTIARRAY._reconstruct(np.ndarray, (0, ), b'b')
-        array.__setstate__((1, shape, dtype, is_fortran, data))
+        _check_code_points(dtype, data)
+        try:
+            array = _NUMPY_MULTIARRAY._reconstruct(np.ndarray, (0, ), b'b')
+            array.__setstate__((1, shape, dtype, is_fortran, data))
+        except _NUMPY_ERRORS as error:
+            _refuse(f'a numpy array of shape {shape} and dtype {dtype}: {error}')
         self.array = array
 
     def value(self) -> np.ndarray:
@@ -156,28 +217,38 @@ class UnpickledArray:
         return self.array
 
 
+def _check_code_points(dtype: np.dtype, data: bytes):
+    """numpy builds str arrays of any 32-bit values; Python strs end at U+10FFFF."""
+    if dtype.kind == 'U' and data and np.frombuffer(
+            data, np.dtype('u4').newbyteorder(dtype.byteorder)).max() > 0x10FFFF:
+        _refuse(f'a numpy {dtype} value holding a code point beyond U+10FFFF')
+
+
+@_stand_in
 def unpickled_dtype(spec, align=False, copy=True) -> UnpickledDtype:
     """``numpy.dtype(spec, align, copy)`` as the unpickler sees it: plain dtypes only."""
     try:
         canonical = type(spec) is str and np.dtype(spec).__reduce__()[1][0] == spec
     except Exception:  # not a dtype numpy knows
         canonical = False
-    if not (canonical and np.dtype(spec).kind in _DTYPE_KINDS and align is False
-            and type(copy) is bool):
+    if not (canonical and np.dtype(spec).kind in _DTYPE_KINDS and np.dtype(spec).itemsize > 0
+            and align is False and type(copy) is bool):
         _refuse(f'numpy.dtype({_brief(spec)}, {_brief(align)}, {_brief(copy)}): only bool, '
-                'integer, float, complex and fixed-width bytes/str dtypes are loaded, '
-                'never object or structured ones')
+                'integer, float, complex and fixed-width bytes/str dtypes (of at least one '
+                'byte) are loaded, never object or structured ones')
     dtype = UnpickledDtype()
     dtype.spec = spec
     return dtype
 
 
+@_stand_in
 def ndarray_name(*args, **kwargs):
     """Bound to ``numpy.ndarray``: only names the array type for :func:`unpickled_reconstruct`."""
     _refuse('calling numpy.ndarray(...): arrays load only as numpy pickles them '
             '(_reconstruct, then their state)')
 
 
+@_stand_in
 def unpickled_reconstruct(subtype, shape, dtype) -> UnpickledArray:
     """``numpy.core.multiarray._reconstruct`` as the unpickler sees it: a plain ndarray."""
     if not (subtype is ndarray_name and type(shape) is tuple and shape == (0, )
@@ -189,6 +260,7 @@ def unpickled_reconstruct(subtype, shape, dtype) -> UnpickledArray:
     return array
 
 
+@_stand_in
 def unpickled_scalar(dtype, data):
     """``numpy.core.multiarray.scalar`` as the unpickler sees it: plain numpy scalars."""
     if type(dtype) is not UnpickledDtype or type(data) is not bytes:
@@ -196,10 +268,14 @@ def unpickled_scalar(dtype, data):
     dtype = dtype.value()
     if len(data) != dtype.itemsize:
         _refuse(f'a numpy {dtype} scalar of {len(data)} bytes')
-    return _NUMPY_MULTIARRAY.scalar(dtype, data)
+    _check_code_points(dtype, data)
+    try:
+        return _NUMPY_MULTIARRAY.scalar(dtype, data)
+    except _NUMPY_ERRORS as error:
+        _refuse(f'a numpy {dtype} scalar: {error}')
 
 
-class UnpickledHistoryBuffer:
+class UnpickledHistoryBuffer(_StandIn):
     """Bound to ``HistoryBuffer``'s pickled name: checks the state, becomes a ``HistoryBuffer``.
 
     The state must hold exactly ``max_length`` (a positive int), ``_log_history`` and
@@ -211,6 +287,7 @@ class UnpickledHistoryBuffer:
     ``__setstate__`` do: never a name or a function from the file.
     """
 
+    @_stand_in
     def __setstate__(self, state):
         if not (type(state) is dict and _BUFFER_FIELDS <= state.keys()
                 <= _BUFFER_FIELDS | {'statistics_methods'} and not vars(self)):
@@ -241,6 +318,7 @@ class UnpickledHistoryBuffer:
         self._set_default_statistics()
 
 
+@_stand_in
 def history_buffer_getattr(obj, name):
     """``getattr`` as the unpickler sees it: ``HistoryBuffer``'s four statistics methods only."""
     if obj is UnpickledHistoryBuffer and type(name) is str and name in STATISTICS:
@@ -274,7 +352,6 @@ def _entry_name(entry) -> str:
 # What torch.load reads as "set" in its TORCH_FORCE_* environment variables.
 TRUE_VALUES = ('1', 'y', 'yes', 'true')
 _LOCK = threading.RLock()
-_depth = 0  # guarded loads running in the thread holding _LOCK
 
 
 def _checked_allowlist() -> list:
@@ -318,51 +395,40 @@ def loading_mmengine_checkpoints():
     """Within: :func:`allowlist` is allowed and every ``torch.load`` is weights-only.
 
     Holds :data:`_LOCK`, so guarded loads never overlap; one nested in another (a loader
-    calling a loader) finds everything set up already.
+    calling a loader) finds everything set up already. On exit it removes only the entries
+    it added: one the user had allowlisted (e.g. ``bytes``) stays.
     """
-    global _depth
     with _LOCK:
-        _depth += 1
+        if getattr(_THREAD, 'loading', False):
+            yield
+            return
+        before = set(torch.serialization.get_safe_globals())
+        added = [entry for entry in _checked_allowlist() if entry not in before]
+        _THREAD.loading = True
         try:
-            if _depth > 1:
+            with _weights_only(), torch.serialization.safe_globals(added):
                 yield
-            else:
-                with _weights_only(), torch.serialization.safe_globals(_checked_allowlist()):
-                    yield
         finally:
-            _depth -= 1
+            _THREAD.loading = False
 
 
 def resolve(loaded):
     """``loaded`` with every :class:`UnpickledArray`/:class:`UnpickledDtype` replaced by
-    its numpy value, in dicts, lists, tuples and tensor attributes (in place where mutable).
-
-    Refuses stand-ins that never received their state, and numpy values used as dict keys
-    or set members (numpy pickles have none there).
-    """
+    its numpy value in dict values, lists, tuples and tensor attributes (in place where
+    mutable), then checked by :func:`check_plain`."""
     done = {}  # id -> (object, its value): the object is kept alive, its id never reused
 
     def visit(obj):
         if id(obj) in done:
             return done[id(obj)][1]
         kind = type(obj)
-        value = obj
-        if kind in (UnpickledArray, UnpickledDtype):
-            value = obj.value()
-        elif kind is UnpickledHistoryBuffer:
-            _refuse('a HistoryBuffer whose pickled state is missing')
-        elif kind in (set, frozenset):
-            if any(type(item) in (UnpickledArray, UnpickledDtype) for item in obj):
-                _refuse('a numpy array or dtype in a set')
-        done[id(obj)] = (obj, value)  # before the items: a container may hold itself
+        done[id(obj)] = (obj, obj.value() if kind in (UnpickledArray, UnpickledDtype) else obj)
         if isinstance(obj, dict):
             for key in list(obj):
-                if type(key) in (UnpickledArray, UnpickledDtype):
-                    _refuse('a numpy array or dtype used as a dict key')
                 obj[key] = visit(obj[key])
         elif kind is list:
             obj[:] = [visit(item) for item in obj]
-        elif kind is tuple:  # a tuple reached again from inside itself stays as it was
+        elif kind is tuple:  # a tuple reached again from inside itself stays: check_plain sees it
             done[id(obj)] = (obj, tuple(visit(item) for item in obj))
         if isinstance(obj, (dict, torch.Tensor)) and getattr(obj, '__dict__', None):
             for name, attribute in list(vars(obj).items()):
@@ -370,9 +436,55 @@ def resolve(loaded):
         return done[id(obj)][1]
 
     try:
-        return visit(loaded)
+        resolved = visit(loaded)
+        check_plain(resolved)
+        return resolved
     except RecursionError:
         _refuse('a checkpoint nested too deeply to check')
+
+
+# What a loaded checkpoint may hold, by exact type (numpy values and tensors aside).
+_PLAIN = {type(None), bool, int, float, complex, str, bytes, bytearray,
+          torch.Size, torch.device, torch.dtype, torch.layout, torch.qscheme}
+_MAPPINGS = {dict, OrderedDict, Counter}
+_COLLECTIONS = {list, tuple, set, frozenset}
+
+
+def check_plain(loaded) -> None:
+    """Refuses anything in ``loaded`` (walked by identity: dict keys and values, members,
+    attributes) but plain values, their containers, tensors without hooks (torch never
+    saves hooks), numpy arrays, scalars and dtypes of :data:`_DTYPE_KINDS`, and finished
+    ``HistoryBuffer`` s: never a stand-in, a function or a class."""
+    seen = set()  # loaded keeps every object alive: ids are not reused
+
+    def visit(obj):
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        kind = type(obj)
+        if kind in _PLAIN:
+            return
+        if kind is np.ndarray or isinstance(obj, (np.generic, np.dtype)):
+            if getattr(obj, 'dtype', obj).kind not in _DTYPE_KINDS:
+                _refuse(f'a numpy value of dtype {getattr(obj, "dtype", obj)}')
+            return
+        if isinstance(obj, torch.Tensor):
+            if obj._backward_hooks or getattr(obj, '_post_accumulate_grad_hooks', None):
+                _refuse('a tensor with hooks: torch never saves them')
+        elif kind in _MAPPINGS:
+            for key, value in obj.items():
+                visit(key)
+                visit(value)
+        elif kind in _COLLECTIONS:
+            for item in obj:
+                visit(item)
+        elif kind is not HistoryBuffer:
+            _refuse(f'{_brief(obj)} in a checkpoint: only tensors, numpy arrays and scalars, '
+                    'HistoryBuffers, plain Python values and containers of them load')
+        for attribute in getattr(obj, '__dict__', {}).values():
+            visit(attribute)
+
+    visit(loaded)
 
 
 def load_guarded(load: Callable, source, *args, **kwargs) -> Any:

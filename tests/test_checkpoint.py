@@ -20,7 +20,8 @@ from torch import nn
 
 import frcnn_plugin  # noqa: F401  re-registers mmengine's checkpoint loaders
 from frcnn_plugin import checkpoint
-from frcnn_plugin.checkpoint import UnpickledHistoryBuffer, history_buffer_getattr
+from frcnn_plugin.checkpoint import (UnpickledHistoryBuffer, history_buffer_getattr,
+                                     loading_mmengine_checkpoints)
 from frcnn_plugin.models import ScratchVGG16
 
 
@@ -228,9 +229,13 @@ def test_concurrent_loads_do_not_disturb_each_other(tmp_path):
 
 
 def test_history_buffer_getattr_only_reaches_statistics_methods():
-    assert history_buffer_getattr(UnpickledHistoryBuffer, 'mean') is HistoryBuffer.mean
-    for obj, name in [(UnpickledHistoryBuffer, 'update'), (UnpickledHistoryBuffer, '__init__'),
-                      (HistoryBuffer, 'mean'), (os, 'system'), (HistoryBuffer(), 'mean'),
-                      (UnpickledHistoryBuffer, np.str_('mean'))]:
-        with pytest.raises(pickle.UnpicklingError, match='refuses getattr'):
-            history_buffer_getattr(obj, name)
+    with loading_mmengine_checkpoints():  # outside, in no thread
+        assert history_buffer_getattr(UnpickledHistoryBuffer, 'mean') is HistoryBuffer.mean
+        for obj, name in [(UnpickledHistoryBuffer, 'update'),
+                          (UnpickledHistoryBuffer, '__init__'), (HistoryBuffer, 'mean'),
+                          (os, 'system'), (HistoryBuffer(), 'mean'),
+                          (UnpickledHistoryBuffer, np.str_('mean'))]:
+            with pytest.raises(pickle.UnpicklingError, match='refuses getattr'):
+                history_buffer_getattr(obj, name)
+    with pytest.raises(pickle.UnpicklingError, match='outside frcnn_plugin'):
+        history_buffer_getattr(UnpickledHistoryBuffer, 'mean')

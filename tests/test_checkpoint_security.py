@@ -10,6 +10,7 @@ into a model or a ``Runner`` resume (``load_from``, ``--resume``, ``tools/test.p
 """
 import pickle
 import struct
+import threading
 import zipfile
 
 import pytest
@@ -20,6 +21,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from test_checkpoint import Toy
 
 import frcnn_plugin  # noqa: F401  (what every config imports)
+from frcnn_plugin.checkpoint import loading_mmengine_checkpoints
 
 HISTORY_BUFFER = 'mmengine.logging.history_buffer.HistoryBuffer'
 REBUILD_FROM_TYPE = 'torch._tensor._rebuild_from_type_v2'
@@ -370,3 +372,138 @@ def test_our_names_allowlisted_process_wide_are_refused(tmp_path, untouched_hist
     with torch.serialization.safe_globals([HistoryBuffer]):
         with pytest.raises(RuntimeError, match='HistoryBuffer.*remove it'):
             _load_checkpoint(str(path))
+
+
+def big(value: int) -> bytes:
+    """An int of up to 255 bytes (LONG1)."""
+    data = pickle.encode_long(value)
+    return pickle.LONG1 + bytes([len(data)]) + data
+
+
+def f8_array(shape=(1, )) -> bytes:
+    return numpy_array(shape, numpy_dtype('f8', F8_STATE), raw(bytes(8)))
+
+
+U1_STATE = (3, '<', None, None, None, 4, 4, 8)
+RECONSTRUCT = 'numpy._core.multiarray._reconstruct'
+
+
+def loaded_as_plain_data_only():
+    """What the loaders must hand back: nothing from the unpickler's stand-ins or globals."""
+    unfinished_buffer = new(glob(HISTORY_BUFFER))
+    # [t, L] with t = (L, array), L = [t]: a tuple reached again from inside itself
+    tuple_cycle = (pickle.EMPTY_LIST + pickle.MARK
+                   + put(pickle.MARK + put(pickle.EMPTY_LIST, 1) + f8_array() + pickle.TUPLE, 2)
+                   + get(1) + get(2) + pickle.APPEND + pickle.APPENDS)
+    return {
+        'unfinished HistoryBuffer in a set': call(glob('builtins.set'),
+                                                  listing(unfinished_buffer)),
+        'array in a tuple in a set': call(glob('builtins.set'), listing(tup(f8_array()))),
+        'array in a tuple dict key': mapping((tup(f8_array()), integer(1))),
+        'unfinished HistoryBuffer in a Counter': call(glob('collections.Counter'),
+                                                      listing(unfinished_buffer)),
+        'array in a tuple cycle': tuple_cycle,
+        'HistoryBuffer.mean as a value': hb_getattr(glob(HISTORY_BUFFER), 'mean'),
+        'getattr as a value': glob('builtins.getattr'),
+        'numpy.ndarray as a value': glob('numpy.ndarray'),
+        'a stand-in class as a value': glob('frcnn_plugin.checkpoint.UnpickledArray'),
+        'backward hook on a parameter': call(glob('torch._utils._rebuild_parameter'),
+                                             call(glob('torch.Tensor')), pickle.NEWTRUE,
+                                             mapping((integer(0), f8_array()))),
+    }
+
+
+def numpy_edges():
+    """Arrays and scalars numpy would build, or choke on, that the loaders must refuse fast."""
+    # 4000 sizes of 255 bytes (a 1 MB file): math.prod over them took minutes
+    huge_shape = pickle.MARK + big(2**2030 + 1) * 4000 + integer(0) + pickle.TUPLE
+    start = call(glob(RECONSTRUCT), glob('numpy.ndarray'), tup(integer(0)), raw(b'b'))
+    u1 = numpy_dtype('U1', U1_STATE)
+    return {
+        'huge shape': (build(start, tup(integer(1), huge_shape, numpy_dtype('f8', F8_STATE),
+                                        pickle.NEWFALSE, raw(b''))), 'at most 64 sizes'),
+        '65 dims': (f8_array((1, ) * 65), 'at most 64 sizes'),
+        'S0 array of 2**40 from no bytes': (
+            numpy_array((2**20, 2**20), numpy_dtype('S0', (3, '|', None, None, None, 0, 1, 0)),
+                        raw(b'')), 'at least one byte'),
+        'size beyond 2**63': (build(start, tup(integer(1), tup(integer(0), big(2**63)),
+                                               numpy_dtype('f8', F8_STATE), pickle.NEWFALSE,
+                                               raw(b''))), 'each < 2**63'),
+        'U0 scalar': (call(glob('numpy._core.multiarray.scalar'),
+                           numpy_dtype('U0', (3, '<', None, None, None, 0, 4, 8)), raw(b'')),
+                      'at least one byte'),
+        'U1 array beyond U+10FFFF': (numpy_array((1, ), u1, raw(b'\xff' * 4)), 'U+10FFFF'),
+        'U1 scalar beyond U+10FFFF': (call(glob('numpy._core.multiarray.scalar'), u1,
+                                           raw(b'\xff' * 4)), 'U+10FFFF'),
+    }
+
+
+WRONG_ARGUMENTS = {
+    '_reconstruct with 4 arguments': call(glob(RECONSTRUCT), glob('numpy.ndarray'),
+                                          tup(integer(0)), raw(b'b'), integer(1)),
+    'numpy.dtype with 4 arguments': call(glob('numpy.dtype'), text('f8'), pickle.NEWFALSE,
+                                         pickle.NEWTRUE, integer(1)),
+    'scalar with 1 argument': call(glob('numpy._core.multiarray.scalar'), raw(b'')),
+    'getattr with 1 argument': call(glob('builtins.getattr'), glob(HISTORY_BUFFER)),
+    'HistoryBuffer(1)': call(glob(HISTORY_BUFFER), integer(1)),
+    'NEWOBJ UnpickledArray(1)': new(glob('frcnn_plugin.checkpoint.UnpickledArray'), integer(1)),
+}
+
+
+def refused(path, match: str):
+    with pytest.raises(pickle.UnpicklingError) as error:
+        _load_checkpoint(str(path))
+    assert f'{path}: frcnn_plugin.checkpoint refuses' in str(error.value)
+    assert match in str(error.value)
+
+
+@pytest.mark.parametrize('case', loaded_as_plain_data_only())
+def test_only_plain_data_comes_back(case, tmp_path):
+    path = write_checkpoint(tmp_path / 'evil.pth', loaded_as_plain_data_only()[case])
+    refused(path, 'hooks' if 'hook' in case else 'in a checkpoint: only tensors')
+
+
+@pytest.mark.parametrize('case', numpy_edges())
+def test_numpy_edges_are_refused_fast(case, tmp_path):
+    payload, match = numpy_edges()[case]
+    refused(write_checkpoint(tmp_path / 'evil.pth', payload), match)
+
+
+@pytest.mark.parametrize('case', WRONG_ARGUMENTS)
+def test_stand_ins_called_with_wrong_arguments_are_refused(case, tmp_path):
+    refused(write_checkpoint(tmp_path / 'evil.pth', WRONG_ARGUMENTS[case]), 'argument')
+
+
+def test_the_users_own_allowlist_entry_survives_a_load(tmp_path):
+    """torch's safe_globals removes its entries by value on exit: ``bytes``, also ours,
+    must stay allowlisted when the user had added it."""
+    path = tmp_path / 'plain.pth'
+    torch.save({'state_dict': {}, 'meta': {}}, path)
+    torch.serialization.add_safe_globals([bytes])
+    try:
+        _load_checkpoint(str(path))
+        assert bytes in torch.serialization.get_safe_globals()
+    finally:
+        torch.serialization.clear_safe_globals()
+
+
+@pytest.mark.parametrize('case', ['HistoryBuffer', 'numpy array', 'getattr'])
+def test_other_threads_get_no_stand_ins_during_a_guarded_load(case, tmp_path):
+    """The allowlist is process-wide while a guarded load runs: another thread's plain
+    torch.load must still refuse, not return unresolved stand-ins."""
+    payload = {'HistoryBuffer': new(glob(HISTORY_BUFFER)), 'numpy array': f8_array(),
+               'getattr': hb_getattr(glob(HISTORY_BUFFER), 'mean')}[case]
+    path = write_checkpoint(tmp_path / 'evil.pth', payload)
+    errors = []
+
+    def plain_load():
+        try:
+            torch.load(path)
+        except pickle.UnpicklingError as error:
+            errors.append(str(error))
+
+    with loading_mmengine_checkpoints():
+        thread = threading.Thread(target=plain_load)
+        thread.start()
+        thread.join()
+    assert len(errors) == 1 and "outside frcnn_plugin's guarded loads" in errors[0]
