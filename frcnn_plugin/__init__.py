@@ -8,6 +8,7 @@ mmengine checkpoints under torch >= 2.6's ``weights_only=True``
 """
 from . import dist  # noqa: F401  (--launcher pytorch on CPU-only machines)
 from .alternating import FreezeModulesHook
+from .amp_optim_wrapper import ScratchAmpOptimWrapper
 from .checkpoint import allow_mmengine_checkpoints
 from .datasets import KittiTinyDataset
 from .finetune import FineTuneHook
@@ -19,7 +20,8 @@ from .task_modules import (ScratchAnchorGenerator, ScratchBboxOverlaps2D,
 
 __version__ = '0.1.0'
 __all__ = [
-    'FineTuneHook', 'FreezeModulesHook', 'KittiTinyDataset', 'ScratchAnchorGenerator',
+    'FineTuneHook', 'FreezeModulesHook', 'KittiTinyDataset', 'ScratchAmpOptimWrapper',
+    'ScratchAnchorGenerator',
     'ScratchBBoxHead', 'ScratchBboxOverlaps2D', 'ScratchDeltaXYWHBBoxCoder',
     'ScratchMaxIoUAssigner', 'ScratchRPNHead', 'ScratchRandomSampler', 'ScratchRoIAlign',
     'ScratchRoIExtractor', 'ScratchRoIPool', 'ScratchVGG16', 'allow_mmengine_checkpoints',

@@ -5,14 +5,17 @@
         [--auto-scale-lr] [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
 
 This checkout's frcnn_plugin is imported first, whatever else is installed, so
-configs find our components and checkpoints load under torch >= 2.6.
+configs find our components and checkpoints load under torch >= 2.6. On a machine
+without a GPU, --amp trains with bfloat16 autocast on the CPU (ScratchAmpOptimWrapper)
+instead of failing in mmengine's AmpOptimWrapper.
 """
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from frcnn_plugin.mmdet_tools import run_mmdet_tool  # noqa: E402
+from frcnn_plugin.mmdet_tools import amp_argv, run_mmdet_tool  # noqa: E402
 
 if __name__ == '__main__':
+    sys.argv[1:] = amp_argv(sys.argv[1:])
     run_mmdet_tool('train.py')
