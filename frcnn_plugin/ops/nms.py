@@ -10,6 +10,8 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
+from .autocast import float32_under_autocast
+
 # Boxes decided per step. A step compares the block with itself and its kept
 # boxes with every box still alive: at most BLOCK x N values per temporary
 # (128 x 12000 floats = 6 MB), never the N x N matrix (576 MB at 12000). 128
@@ -69,6 +71,7 @@ def _greedy_in_block(suppress: Tensor) -> Tensor:
         keep = new_keep
 
 
+@float32_under_autocast
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, offset: int = 0,
         score_threshold: float = 0, max_num: int = -1) -> Tensor:
     """Greedy non-maximum suppression; returns ``keep``, the kept indices.
@@ -196,6 +199,7 @@ def _grouped_keep(columns: Tensor, groups: Tensor, threshold: Tensor,
     return by_group[keep[group, slot]].sort()[0]
 
 
+@float32_under_autocast
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, nms_cfg: Optional[Dict],
                 class_agnostic: bool = False) -> Tuple[Tensor, Tensor]:
     """NMS inside each group of ``idxs`` (class or FPN level), never across groups.

@@ -16,6 +16,7 @@ from mmengine.utils import deprecated_api_warning
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
+from .autocast import float32_under_autocast
 from .first_max import bins_by, first_max, pick_winners
 
 # mmcv's max mode starts every bin's running maximum here (not at -inf), so a bin
@@ -178,6 +179,7 @@ class ScratchRoIAlign(nn.Module):
         self.aligned = aligned
         self.use_torchvision = use_torchvision
 
+    @float32_under_autocast
     def forward(self, input: Tensor, rois: Tensor) -> Tensor:
         num_images, channels, height, width = input.shape
         out_h, out_w = self.output_size

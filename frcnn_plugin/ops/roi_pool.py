@@ -13,6 +13,7 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
+from .autocast import float32_under_autocast
 from .first_max import bins_by, first_max, pick_winners
 
 
@@ -76,6 +77,7 @@ class ScratchRoIPool(nn.Module):
         self.output_size = _pair(output_size)
         self.spatial_scale = float(spatial_scale)
 
+    @float32_under_autocast
     def forward(self, input: Tensor, rois: Tensor) -> Tensor:
         num_images, channels, height, width = input.shape
         out_h, out_w = self.output_size
