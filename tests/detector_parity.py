@@ -86,3 +86,15 @@ def assert_same_training(ours, theirs, rel=1e-6):
         assert torch.equal(mine.labels, ref.labels)
         torch.testing.assert_close(mine.bboxes, ref.bboxes, rtol=1e-5, atol=1e-4)
         torch.testing.assert_close(mine.scores, ref.scores, rtol=1e-5, atol=1e-6)
+
+
+def all_scratch_r50_fpn(repo):
+    """Our R50-FPN detector (configs/_base_/models/faster-rcnn_r50_fpn_scratch.py: every
+    head, RoI layer and task module ours), random weights drawn after ``manual_seed(0)``,
+    and a plain SGD wrapper for its ``train_step``."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(repo / 'configs/_base_/models/faster-rcnn_r50_fpn_scratch.py').model
+    cfg.backbone.init_cfg = None
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    return model, OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))

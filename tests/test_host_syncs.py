@@ -18,11 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.optim import OptimWrapper
 
-from detector_parity import detector_batch
-from mmdet.registry import MODELS
+from detector_parity import all_scratch_r50_fpn, detector_batch
 
 PACKAGE = str(Path(__file__).resolve().parents[1] / 'frcnn_plugin')
 # Per file of frcnn_plugin, the syncs of that training step as measured (torch 2.12,
@@ -94,11 +91,7 @@ def test_counter_sees_syncs_from_the_package(monkeypatch):
 
 @pytest.mark.slow
 def test_syncs_per_training_step(monkeypatch, repo):
-    cfg = Config.fromfile(repo / 'configs/_base_/models/faster-rcnn_r50_fpn_scratch.py').model
-    cfg.backbone.init_cfg = None
-    torch.manual_seed(0)
-    model = MODELS.build(cfg)
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    model, optim = all_scratch_r50_fpn(repo)
     batch = detector_batch()
     model.train_step(copy.deepcopy(batch), optim)  # warm-up: lazy initialisations
     counter = SyncCounter(monkeypatch)

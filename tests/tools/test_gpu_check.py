@@ -8,11 +8,8 @@ import sys
 import mmcv.ops
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.optim import OptimWrapper
 
-from detector_parity import detector_batch
-from mmdet.registry import MODELS
+from detector_parity import all_scratch_r50_fpn, detector_batch
 
 
 class KernelRecorder:
@@ -40,11 +37,7 @@ def mmcv_kernel_calls(monkeypatch):
 def test_all_scratch_detector_calls_no_mmcv_kernel(repo, mmcv_kernel_calls):
     """A training step and a prediction of the all-Scratch R50-FPN detector; mmdet's own
     NMS (the control) is seen calling its kernel."""
-    cfg = Config.fromfile(repo / 'configs/_base_/models/faster-rcnn_r50_fpn_scratch.py').model
-    cfg.backbone.init_cfg = None
-    torch.manual_seed(0)
-    model = MODELS.build(cfg)
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    model, optim = all_scratch_r50_fpn(repo)
     batch = detector_batch()
     model.train_step(copy.deepcopy(batch), optim)
     model.eval()
