@@ -37,10 +37,11 @@ DEVICE = torch.device('cpu')
 
 
 def on_device(value):
-    """A tensor, module or InstanceData (or a list / tuple of them) on ``DEVICE``."""
+    """A tensor, module or InstanceData (or a list / tuple of them) on ``DEVICE``; task
+    modules (anchor generators, assigners, ...) hold no tensors and come back as they are."""
     if isinstance(value, (list, tuple)):
         return type(value)(on_device(v) for v in value)
-    return value.to(DEVICE)
+    return value.to(DEVICE) if hasattr(value, 'to') else value
 
 
 def mmcv_has_cuda_ops() -> bool:
