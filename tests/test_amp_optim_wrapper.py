@@ -83,7 +83,6 @@ def test_cpu_wrapper_says_when_the_cpu_has_no_bf16_instructions(no_gpu, monkeypa
     assert any('no bfloat16 instructions' in msg for msg in logged) is not native
 
 
-@pytest.mark.slow
 def test_detector_train_step_runs_under_bfloat16(no_gpu, repo):
     """One train step of the all-Scratch VGG16 detector through the wrapper, as the
     runner does it: convolutions and FCs in bfloat16, losses finite, weights float32."""
