@@ -7,6 +7,7 @@ checkpoint loaders so that they read mmengine checkpoints with torch's
 ``weights_only=True``, safely (see :mod:`frcnn_plugin.checkpoint`).
 """
 from .alternating import FreezeModulesHook
+from .amp_optim_wrapper import ScratchAmpOptimWrapper
 from .checkpoint import guard_mmengine_loaders
 from .datasets import KittiTinyDataset, ScratchCocoDataset, ScratchVOCDataset
 from .evaluation import IgnoreRegionVOCMetric
@@ -21,7 +22,8 @@ from .task_modules import (ScratchAnchorGenerator, ScratchBboxOverlaps2D,
 __version__ = '0.1.0'
 __all__ = [
     'FineTuneHook', 'FreezeModulesHook', 'IgnoreRegionVOCMetric', 'KittiTinyDataset',
-    'ScratchAnchorGenerator', 'ScratchBBoxHead', 'ScratchBboxOverlaps2D', 'ScratchCocoDataset',
+    'ScratchAmpOptimWrapper', 'ScratchAnchorGenerator', 'ScratchBBoxHead',
+    'ScratchBboxOverlaps2D', 'ScratchCocoDataset',
     'ScratchDeltaXYWHBBoxCoder', 'ScratchMaxIoUAssigner', 'ScratchRPNHead',
     'ScratchRandomSampler', 'ScratchRoIAlign', 'ScratchRoIExtractor', 'ScratchRoIHead',
     'ScratchRoIPool', 'ScratchVGG16', 'ScratchVOCDataset', 'batched_nms', 'nms', '__version__'

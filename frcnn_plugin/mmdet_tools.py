@@ -23,7 +23,7 @@ For ``--launcher pytorch`` on a machine without CUDA it applies the CPU work-aro
 import os.path as osp
 import runpy
 import sys
-from typing import Sequence
+from typing import List, Sequence
 
 from mmengine.config import Config
 
@@ -82,3 +82,23 @@ def run_mmdet_tool(name: str, loaders: Sequence[str] = (), downloads: bool = Fal
         runpy.run_path(path, run_name='__main__')
     except DatasetError as error:
         sys.exit(f'frcnn_plugin: the dataset has errors:\n{error}')
+
+
+def amp_argv(argv: List[str]) -> List[str]:
+    """mmdet's ``train.py`` arguments with ``--amp`` made to work without a GPU.
+
+    mmdet turns ``--amp`` into ``optim_wrapper.type='AmpOptimWrapper'``, which
+    refuses to start on a CPU-only machine. There, ``--amp`` becomes
+    ``--cfg-options optim_wrapper.type=ScratchAmpOptimWrapper`` (bfloat16 autocast on
+    the CPU, :mod:`frcnn_plugin.amp_optim_wrapper`), given last so that it wins as
+    ``--amp`` does, and one line says so. With a GPU, ``argv`` is returned as it is.
+    """
+    from .amp_optim_wrapper import accelerator_available
+    if '--amp' not in argv or accelerator_available():
+        return argv
+    print('tools/train.py: --amp without a GPU: training with '
+          'optim_wrapper.type=ScratchAmpOptimWrapper (bfloat16 autocast on the CPU)',
+          file=sys.stderr)
+    return ([arg for arg in argv if arg != '--amp']
+            + ['--cfg-options', 'optim_wrapper.type=ScratchAmpOptimWrapper',
+               'optim_wrapper.loss_scale=dynamic'])

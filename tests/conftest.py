@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from mmdet.utils import register_all_modules
 
 REPO = Path(__file__).resolve().parents[1]
@@ -10,6 +11,30 @@ REPO = Path(__file__).resolve().parents[1]
 # As mmdet's own tests: every mmdet module registered, 'mmdet' the default scope, so
 # configs with bare type names (pipelines, oracles) build outside a runner.
 register_all_modules()
+
+# How many tests marked ``cuda`` were deselected, for the summary.
+CUDA_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without a CUDA device, tests marked ``cuda`` are deselected, not skipped: they
+    are counted in pytest's "N deselected" and in a summary line
+    (:func:`pytest_terminal_summary`), never reported as passed or skipped."""
+    if torch.cuda.is_available():
+        return
+    cuda = [item for item in items if item.get_closest_marker('cuda')]
+    if cuda:
+        config.hook.pytest_deselected(items=cuda)
+        items[:] = [item for item in items if not item.get_closest_marker('cuda')]
+    config.stash[CUDA_DESELECTED] = len(cuda)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    deselected = config.stash.get(CUDA_DESELECTED, 0)
+    if deselected:
+        terminalreporter.write_line(
+            f'{deselected} tests marked cuda deselected: torch sees no CUDA device '
+            '(tools/gpu_check.sh runs them on a GPU machine)')
 
 
 def find_kitti_tiny():

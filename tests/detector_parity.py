@@ -146,3 +146,15 @@ def recorded(obj, name):
         return result
     setattr(obj, name, wrapper)
     return calls
+
+
+def all_scratch_r50_fpn(repo):
+    """Our R50-FPN detector (configs/_base_/models/faster-rcnn_r50_fpn_scratch.py: every
+    head, RoI layer and task module ours), random weights drawn after ``manual_seed(0)``,
+    and a plain SGD wrapper for its ``train_step``."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(repo / 'configs/_base_/models/faster-rcnn_r50_fpn_scratch.py').model
+    cfg.backbone.init_cfg = None
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    return model, OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))

@@ -4,6 +4,11 @@ computation on them. Also the detector builders and the seed's loop-based anchor
 layer, re-expressed from seed 000_6d77b47622963ff7.txt (and 003, which has the same code).
 
 A builder ``name(quick) -> [Case, ...]`` per benchmark name; ``CASES`` lists them in order.
+Inputs are made on the CPU from seeded generators and moved to ``DEVICE``
+(``tools/benchmark.py --device``). On CUDA, mmdet's side of a case runs mmcv's CUDA
+kernels, which an mmcv built with CPU ops only lacks: those cases are then left out
+(``Case.needs_mmcv_cuda``), and NMS and RoIAlign are also timed against torchvision's
+CUDA kernels (cases ending in ``_torchvision``).
 """
 import copy
 from dataclasses import dataclass
@@ -12,9 +17,11 @@ from typing import Callable
 
 import mmcv.ops
 import torch
+import torchvision
 from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.structures import InstanceData
+from torch.nn.modules.utils import _pair
 
 import frcnn_plugin  # noqa: F401  registers the Scratch* types
 from frcnn_plugin.ops import nms as scratch_nms
@@ -25,6 +32,33 @@ from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox2roi
 
 REPO = Path(__file__).resolve().parents[1]
+# Where the cases run; tools/benchmark.py --device sets it before building them.
+DEVICE = torch.device('cpu')
+
+
+def on_device(value):
+    """A tensor, module or InstanceData (or a list / tuple of them) on ``DEVICE``; task
+    modules (anchor generators, assigners, ...) hold no tensors and come back as they are."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_device(v) for v in value)
+    return value.to(DEVICE) if hasattr(value, 'to') else value
+
+
+def mmcv_has_cuda_ops() -> bool:
+    """Whether mmcv was compiled with its CUDA kernels (tools/setup_env.sh builds them
+    on a GPU machine unless MMCV_CUDA_OPS=0)."""
+    return mmcv.ops.get_compiling_cuda_version() != 'not available'
+
+
+class TorchvisionRoIAlign(torchvision.ops.RoIAlign):
+    """torchvision's RoIAlign (average only) with mmcv's arguments, for SingleRoIExtractor
+    on CUDA where mmcv has no CUDA kernels."""
+
+    def __init__(self, output_size, spatial_scale=1.0, sampling_ratio=0, aligned=True,
+                 pool_mode='avg'):
+        if pool_mode != 'avg':
+            raise ValueError(f"torchvision's RoIAlign averages only, got pool_mode={pool_mode!r}")
+        super().__init__(_pair(output_size), spatial_scale, sampling_ratio, aligned)
 
 
 @dataclass
@@ -34,6 +68,7 @@ class Case:
     ours: Callable[[], object]
     theirs: Callable[[], object]
     heavy: bool = False
+    needs_mmcv_cuda: bool = False  # theirs runs mmcv's kernels: on CUDA, only if compiled
 
 
 def r50_model():
@@ -65,7 +100,7 @@ def gt_instances(n, h, w, g, num_classes=80):
 def pair(build, cfg):
     """(ours, theirs): ``cfg`` built as mmdet's and retyped to ours."""
     theirs_cfg = retyped(cfg, MMDET_TYPES)
-    return build(retyped(theirs_cfg, SCRATCH_TYPES)), build(theirs_cfg)
+    return on_device(build(retyped(theirs_cfg, SCRATCH_TYPES))), on_device(build(theirs_cfg))
 
 
 # ------------------------------------------------------------------ task modules
@@ -79,15 +114,15 @@ def anchor_generator(quick):
                                                     (25, 42), (13, 21)]),
                              ('seed_50x84', seed, [(50, 84)])):
         ours, theirs = pair(TASK_UTILS.build, cfg)
-        cases.append(Case(case, lambda g=ours, s=sizes: g.grid_priors(s, device='cpu'),
-                          lambda g=theirs, s=sizes: g.grid_priors(s, device='cpu')))
+        cases.append(Case(case, lambda g=ours, s=sizes: g.grid_priors(s, device=DEVICE),
+                          lambda g=theirs, s=sizes: g.grid_priors(s, device=DEVICE)))
     return cases
 
 
 def assign_inputs(num_priors, num_gts, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (InstanceData(priors=random_boxes(num_priors, 800, 1333, g)),
-            gt_instances(num_gts, 800, 1333, g))
+    return on_device((InstanceData(priors=random_boxes(num_priors, 800, 1333, g)),
+                      gt_instances(num_gts, 800, 1333, g)))
 
 
 def rpn_and_rcnn_assigners():
@@ -136,8 +171,9 @@ def sampler(quick):
 
 def coder(quick):
     g = torch.Generator().manual_seed(0)
-    boxes, gts = random_boxes(200_000, 800, 1333, g), random_boxes(200_000, 800, 1333, g)
-    deltas = torch.randn(200_000, 4, generator=g)
+    boxes, gts, deltas = on_device((random_boxes(200_000, 800, 1333, g),
+                                    random_boxes(200_000, 800, 1333, g),
+                                    torch.randn(200_000, 4, generator=g)))
     ours, theirs = pair(TASK_UTILS.build, dict(type='DeltaXYWHBBoxCoder',
                                                target_stds=[0.1, 0.1, 0.2, 0.2]))
     return [Case('encode_200k', lambda: ours.encode(boxes, gts), lambda: theirs.encode(boxes, gts)),
@@ -150,9 +186,13 @@ def nms(quick):
     cases = []
     for n in (2000, 6000, 12000):
         g = torch.Generator().manual_seed(n)
-        boxes, scores = random_boxes(n, 800, 1333, g), torch.rand(n, generator=g)
+        boxes, scores = on_device((random_boxes(n, 800, 1333, g), torch.rand(n, generator=g)))
         cases.append(Case(str(n), lambda b=boxes, s=scores: scratch_nms(b, s, 0.7),
-                          lambda b=boxes, s=scores: mmcv.ops.nms(b, s, 0.7)))
+                          lambda b=boxes, s=scores: mmcv.ops.nms(b, s, 0.7),
+                          needs_mmcv_cuda=True))
+        if DEVICE.type == 'cuda':
+            cases.append(Case(f'{n}_torchvision', lambda b=boxes, s=scores: scratch_nms(b, s, 0.7),
+                              lambda b=boxes, s=scores: torchvision.ops.nms(b, s, 0.7)))
     return cases
 
 
@@ -174,22 +214,30 @@ def roi_align(quick):
     RoIs over the 4 FPN levels of an 800x1344 batch, 256 channels, forward + backward, in
     the avg mode detectors use (the max mode runs the plain algorithm: not timed here)."""
     g = torch.Generator().manual_seed(0)
-    feats = [torch.randn(1, 256, h, w, generator=g) for h, w in
-             ((200, 336), (100, 168), (50, 84), (25, 42))]
-    rois = fpn_rois()
-    ours, theirs = pair(MODELS.build, copy.deepcopy(r50_model().roi_head.bbox_roi_extractor))
-    return [Case('fpn_512_avg_fwd_bwd', forward_backward(ours, feats, rois),
-                 forward_backward(theirs, feats, rois))]
+    feats = on_device([torch.randn(1, 256, h, w, generator=g) for h, w in
+                       ((200, 336), (100, 168), (50, 84), (25, 42))])
+    rois = on_device(fpn_rois())
+    cfg = copy.deepcopy(r50_model().roi_head.bbox_roi_extractor)
+    ours, theirs = pair(MODELS.build, cfg)
+    cases = [Case('fpn_512_avg_fwd_bwd', forward_backward(ours, feats, rois),
+                  forward_backward(theirs, feats, rois), needs_mmcv_cuda=True)]
+    if DEVICE.type == 'cuda':
+        theirs = on_device(MODELS.build(dict(cfg, roi_layer=dict(cfg.roi_layer,
+                                                                 type=TorchvisionRoIAlign))))
+        ours = on_device(MODELS.build(retyped(cfg, SCRATCH_TYPES)))
+        cases.append(Case('fpn_512_avg_fwd_bwd_torchvision', forward_backward(ours, feats, rois),
+                          forward_backward(theirs, feats, rois)))
+    return cases
 
 
 def roi_pool(quick):
     """ScratchRoIPool vs torchvision's RoIPool on the seed model's map (600x1000 image,
     stride 16, 512 channels): 128 training RoIs forward + backward, 300 test RoIs forward."""
     g = torch.Generator().manual_seed(0)
-    feat = torch.randn(1, 512, 38, 63, generator=g)
+    feat = on_device(torch.randn(1, 512, 38, 63, generator=g))
     ours, theirs = ScratchRoIPool(7, 1 / 16), TorchvisionRoIPool(7, 1 / 16)
-    train_rois = bbox2roi([random_boxes(128, 600, 1000, g, 16.)])
-    test_rois = bbox2roi([random_boxes(300, 600, 1000, g, 16.)])
+    train_rois = on_device(bbox2roi([random_boxes(128, 600, 1000, g, 16.)]))
+    test_rois = on_device(bbox2roi([random_boxes(300, 600, 1000, g, 16.)]))
 
     def fwd_bwd(layer):
         return forward_backward(lambda f, r: layer(f[0], r), [feat], train_rois)
@@ -221,9 +269,9 @@ def rpn_head_cases(arch, model, img_shape, pad, levels):
     ours, theirs = pair(MODELS.build, cfg)
     g = torch.Generator().manual_seed(0)
     a = ours.num_base_priors
-    scores = [torch.randn(1, a, *s, generator=g) for s in levels]
-    deltas = [torch.randn(1, 4 * a, *s, generator=g) * 0.1 for s in levels]
-    gts, metas = [gt_instances(30, *img_shape, g, 1)], [img_metas(*img_shape, pad)]
+    scores = on_device([torch.randn(1, a, *s, generator=g) for s in levels])
+    deltas = on_device([torch.randn(1, 4 * a, *s, generator=g) * 0.1 for s in levels])
+    gts, metas = on_device([gt_instances(30, *img_shape, g, 1)]), [img_metas(*img_shape, pad)]
     gts[0].labels.zero_()  # the detector hands the RPN class-agnostic gts
 
     def loss(head):
@@ -238,7 +286,7 @@ def rpn_head_cases(arch, model, img_shape, pad, levels):
         return lambda: head.predict_by_feat(scores, deltas, batch_img_metas=metas,
                                             cfg=head.test_cfg)
     return [Case(f'{arch}_loss', loss(ours), loss(theirs)),
-            Case(f'{arch}_predict', predict(ours), predict(theirs))]
+            Case(f'{arch}_predict', predict(ours), predict(theirs), needs_mmcv_cuda=True)]
 
 
 def bbox_head(quick):
@@ -252,18 +300,18 @@ def bbox_head_cases(arch, model, img_shape, num_test):
     ours, theirs = pair(MODELS.build, model.roi_head.bbox_head)
     train = copy.deepcopy(model.train_cfg.rcnn)
     g = torch.Generator().manual_seed(0)
-    proposals = InstanceData(priors=random_boxes(2000, *img_shape, g))
-    gts = gt_instances(30, *img_shape, g, theirs.num_classes)
+    proposals = on_device(InstanceData(priors=random_boxes(2000, *img_shape, g)))
+    gts = on_device(gt_instances(30, *img_shape, g, theirs.num_classes))
     torch.manual_seed(0)
     result = TASK_UTILS.build(train.sampler).sample(
         TASK_UTILS.build(train.assigner).assign(proposals, gts), proposals, gts)
     rois = bbox2roi([result.priors])
     n, k = rois.size(0), theirs.num_classes
-    cls_score = torch.randn(n, k + 1, generator=g)
-    bbox_pred = torch.randn(n, 4 * k, generator=g) * 0.1
-    test_rois = bbox2roi([random_boxes(num_test, *img_shape, g)])
-    test_scores = torch.randn(num_test, k + 1, generator=g) * 3
-    test_deltas = torch.randn(num_test, 4 * k, generator=g) * 0.1
+    cls_score, bbox_pred, test_rois, test_scores, test_deltas = on_device((
+        torch.randn(n, k + 1, generator=g), torch.randn(n, 4 * k, generator=g) * 0.1,
+        bbox2roi([random_boxes(num_test, *img_shape, g)]),
+        torch.randn(num_test, k + 1, generator=g) * 3,
+        torch.randn(num_test, 4 * k, generator=g) * 0.1))
     metas = [img_metas(*img_shape, img_shape)]
 
     def loss(head):
@@ -277,7 +325,7 @@ def bbox_head_cases(arch, model, img_shape, num_test):
         return lambda: head.predict_by_feat((test_rois,), (test_scores,), (test_deltas,),
                                             metas, model.test_cfg.rcnn)
     return [Case(f'{arch}_loss', loss(ours), loss(theirs)),
-            Case(f'{arch}_predict', predict(ours), predict(theirs))]
+            Case(f'{arch}_predict', predict(ours), predict(theirs), needs_mmcv_cuda=True)]
 
 
 # ------------------------------------------------------------------- detectors
@@ -295,7 +343,7 @@ def detector_pair(arch):
     torch.manual_seed(0)
     ours, theirs = MODELS.build(ours_cfg), MODELS.build(theirs_cfg)
     theirs.load_state_dict(ours.state_dict(), strict=True)
-    return ours, theirs
+    return on_device(ours), on_device(theirs)
 
 
 def detector_batch(model, h, w, num_gts=4, training=True, seed=0):
@@ -305,8 +353,9 @@ def detector_batch(model, h, w, num_gts=4, training=True, seed=0):
     sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
                                          scale_factor=(1., 1.)))
     sample.gt_instances = gt_instances(num_gts, h, w, g, model.roi_head.bbox_head.num_classes)
-    batch = dict(inputs=[torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8)],
-                 data_samples=[sample])
+    batch = dict(inputs=on_device([torch.randint(0, 256, (3, h, w), generator=g,
+                                                 dtype=torch.uint8)]),
+                 data_samples=[sample.to(DEVICE)])
     data = model.data_preprocessor(batch, training=training)
     return data['inputs'], data['data_samples']
 
@@ -339,7 +388,8 @@ def detector_cases(run, training):
             ours, theirs = detector_pair(arch)
             inputs, samples = detector_batch(ours, *sizes[quick], training=training)
             cases.append(Case(arch, lambda m=ours, i=inputs, s=samples: run(m, i, s),
-                              lambda m=theirs, i=inputs, s=samples: run(m, i, s), heavy=True))
+                              lambda m=theirs, i=inputs, s=samples: run(m, i, s), heavy=True,
+                              needs_mmcv_cuda=True))
         return cases
     return build
 

@@ -9,7 +9,10 @@
 #    which this checkout's frcnn_plugin is installed editable. Every checkout imports its
 #    own frcnn_plugin; the shared cache never points at one of them.
 #
-# Environment: PYTHON (default python3.11), FRCNN_CACHE_DIR, MAX_JOBS (mmcv build).
+# Environment: PYTHON (default python3.11), FRCNN_CACHE_DIR, MAX_JOBS (mmcv build),
+# MMCV_CUDA_OPS=0 (on a GPU machine: mmcv with its CPU ops only, built in minutes instead
+# of 20+; frcnn_plugin's components use none of mmcv's kernels, so an all-Scratch
+# detector still trains on the GPU, but mmdet's own RoIAlign / NMS run on the CPU only).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,13 +31,17 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
 else
     accel=cpu
 fi
+mmcv_ops=$accel  # the kernels mmcv is compiled with
+if [ "$accel" = cuda ] && [ "${MMCV_CUDA_OPS:-1}" = 0 ]; then
+    mmcv_ops=cpu
+fi
 
-key=$({ echo "$SETUP_VERSION $pyver $accel $(uname -m)"
+key=$({ echo "$SETUP_VERSION $pyver $mmcv_ops $(uname -m)"
         cat "$ROOT/requirements/lock.txt" "$ROOT/requirements/mmcv.txt"; } | sha256sum | cut -c1-16)
 venv=$CACHE/venv-$key
 mmcv_pin=$(grep -E '^mmcv==' "$ROOT/requirements/mmcv.txt")
 torch_pin=$(grep -E '^torch==' "$ROOT/requirements/lock.txt")
-wheels=$CACHE/wheels/${mmcv_pin/==/-}-${torch_pin/==/-}-py$pyver-$accel-$(uname -m)
+wheels=$CACHE/wheels/${mmcv_pin/==/-}-${torch_pin/==/-}-py$pyver-$mmcv_ops-$(uname -m)
 mkdir -p "$CACHE/logs"
 
 build_venv() {
@@ -46,11 +53,15 @@ build_venv() {
     "$venv/bin/python" -m pip install -r "$ROOT/requirements/lock.txt" >"$log" 2>&1 \
         || { tail -30 "$log"; die "pip install -r requirements/lock.txt failed"; }
     if ! ls "$wheels"/mmcv-*.whl >/dev/null 2>&1; then
-        say "building $mmcv_pin from source with compiled $accel ops: 7 min on an idle" \
+        say "building $mmcv_pin from source with compiled $mmcv_ops ops: 7 min on an idle" \
             "2-core machine, 20+ under load (see $log)"
         rm -rf "$wheels.part"
         # --no-cache-dir: pip's own wheel cache keys on the sdist alone, CPU or CUDA alike.
-        MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$venv/bin/python" -m pip wheel \
+        # mmcv's setup.py compiles CUDA kernels when torch sees a GPU (or FORCE_CUDA=1).
+        local gpu_env=()
+        [ "$mmcv_ops" = cpu ] && gpu_env=(CUDA_VISIBLE_DEVICES= FORCE_CUDA=0)
+        env "${gpu_env[@]}" MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+            "$venv/bin/python" -m pip wheel \
             --no-cache-dir --no-build-isolation --no-deps --no-binary mmcv -w "$wheels.part" \
             "$mmcv_pin" \
             >>"$log" 2>&1 || { tail -30 "$log"; die "building $mmcv_pin failed"; }

@@ -236,7 +236,8 @@ class ScratchBBoxHead(BaseModule):
         """
         losses = dict()
         if cls_score is not None and cls_score.numel() > 0:
-            avg_factor = max(float((label_weights > 0).sum()), 1.)
+            # A tensor, not a Python number: no wait for the device (mmdet's .item()).
+            avg_factor = (label_weights > 0).sum().float().clamp_(min=1.)
             loss_cls = self.loss_cls(cls_score, labels, label_weights, avg_factor=avg_factor,
                                      reduction_override=reduction_override)
             if isinstance(loss_cls, dict):

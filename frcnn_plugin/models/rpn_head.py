@@ -319,7 +319,8 @@ class ScratchRPNHead(BaseDenseHead):
         min_bbox_size = cfg.get('min_bbox_size', -1)
         if min_bbox_size >= 0:
             widths, heights = get_box_wh(bboxes)
-            big = (widths > min_bbox_size) & (heights > min_bbox_size)
+            # One nonzero, then plain indexing: one wait for the device, not three masks.
+            big = ((widths > min_bbox_size) & (heights > min_bbox_size)).nonzero().squeeze(1)
             bboxes, scores, level_ids = bboxes[big], scores[big], level_ids[big]
 
         results = InstanceData()

@@ -13,6 +13,8 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
+from .autocast import float32_under_autocast
+
 
 def iou_above(rows: Tensor, cols: Tensor, iou_threshold: Tensor, offset: int) -> Tensor:
     """``(5, m), (5, n) -> (m, n)`` bool: IoU of row box with column box
@@ -115,6 +117,7 @@ def greedy_nms_in_blocks(columns: Tensor, iou_threshold: Tensor, offset: int) ->
     return torch.cat(kept) if kept else position
 
 
+@float32_under_autocast
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, offset: int = 0,
         score_threshold: float = 0, max_num: int = -1) -> Tensor:
     """Greedy non-maximum suppression; returns ``keep``, the kept indices.
@@ -155,6 +158,7 @@ def score_ordered_columns(boxes: Tensor, offset: int) -> Tensor:
     return torch.stack((x1, y1, x2, y2, (x2 - x1 + offset) * (y2 - y1 + offset)))
 
 
+@float32_under_autocast
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, nms_cfg: Optional[Dict],
                 class_agnostic: bool = False) -> Tuple[Tensor, Tensor]:
     """NMS inside each group of ``idxs`` (class or FPN level), never across groups.

@@ -16,6 +16,8 @@ from mmengine.utils import deprecated_api_warning
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
+from .autocast import float32_under_autocast
+
 # mmcv's max mode starts every bin's running maximum here (not at -inf), so a bin
 # with no sample, or whose samples are all below it, outputs this value.
 MAX_MODE_FLOOR = -10000.0
@@ -236,6 +238,7 @@ class ScratchRoIAlign(nn.Module):
         self.aligned = aligned
         self.use_torchvision = use_torchvision
 
+    @float32_under_autocast
     def forward(self, input: Tensor, rois: Tensor) -> Tensor:
         if self.pool_mode == 'avg' or self.use_torchvision:
             return roi_align_avg_sparse(input, rois, self.output_size, self.spatial_scale,

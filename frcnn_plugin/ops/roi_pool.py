@@ -14,6 +14,7 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
+from .autocast import float32_under_autocast
 from .first_max import bins_by, first_max, pick_winners
 
 
@@ -163,6 +164,7 @@ class ScratchRoIPool(nn.Module):
         self.output_size = _pair(output_size)
         self.spatial_scale = float(spatial_scale)
 
+    @float32_under_autocast
     def forward(self, input: Tensor, rois: Tensor) -> Tensor:
         return roi_pool_by_bin_shape(input, rois, self.output_size, self.spatial_scale)
 

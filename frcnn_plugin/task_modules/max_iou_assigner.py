@@ -187,11 +187,11 @@ class ScratchMaxIoUAssigner(BaseAssigner):
         else:  # every prior tied at the gt's best IoU
             gt_best_iou = overlaps.amax(dim=1)
             eligible = gt_best_iou >= self.min_pos_iou
-            if not eligible.any():
-                return
             # A prior tied at some eligible gt's best IoU has its own best IoU at least
-            # that high: compare only those columns, usually a small fraction of n.
-            floor = gt_best_iou[eligible].min()
+            # that high: compare only those columns, usually a small fraction of n
+            # (none when no gt is eligible: the floor is then +inf). Tensor expressions
+            # throughout, so the device is waited for only by the nonzero()s.
+            floor = torch.where(eligible, gt_best_iou, float('inf')).amin()
             candidates = (max_overlaps >= floor).nonzero(as_tuple=True)[0]
             claims = overlaps[:, candidates] == gt_best_iou[:, None]
             claims &= eligible[:, None]

@@ -2,6 +2,7 @@
 computation (a ratio of two different computations would mean nothing): the seed's
 loop-based anchor target layer agrees with ours, and the detectors give equal losses."""
 import json
+import os
 import subprocess
 import sys
 
@@ -107,3 +108,10 @@ def test_detector_pairs_compute_the_same(tools, one_thread, arch, size):
         assert torch.equal(a.pred_instances.labels, b.pred_instances.labels)
         torch.testing.assert_close(a.pred_instances.bboxes, b.pred_instances.bboxes,
                                    rtol=1e-5, atol=1e-3)
+
+
+def test_cuda_device_is_refused_without_cuda(repo, python):
+    run = subprocess.run([python, 'tools/benchmark.py', '--device', 'cuda', '--only', 'nms'],
+                         cwd=repo, capture_output=True, text=True,
+                         env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
+    assert run.returncode != 0 and '--device cuda: torch sees no CUDA device' in run.stderr
