@@ -117,7 +117,6 @@ def main(argv=None):
     suggestion = suggest_anchors(cfg.model.rpn_head.anchor_generator, model.rpn_head.assigner,
                                  records, model.rpn_head.train_cfg.get('allowed_border', -1))
     diagnosis['anchor_coverage']['suggestion'] = suggestion
-    assert diagnosis['detected'] + sum(diagnosis['lost_at'].values()) == diagnosis['num_gt']
 
     write_json(diagnosis, args.out_dir)
     plot_outcomes(diagnosis, osp.join(args.out_dir, 'outcomes.png'))

@@ -115,9 +115,12 @@ def parse_args(argv=None):
 def apply_seed_setting(cfg: Config) -> None:
     """The seeds' setting as config overrides of the model and the test pipeline."""
     model = cfg.model
-    if model.backbone.type.split('.')[-1] != 'ScratchVGG16':
-        # conv5_3 of a VGG16 the config does not have: its weights are not loaded.
-        model.backbone = ConfigDict(type='ScratchVGG16', init_cfg=None)
+    backbone = model.backbone
+    if backbone.type.split('.')[-1] == 'ScratchVGG16':  # the config's weights and freezing
+        model.backbone = ConfigDict(type='ScratchVGG16', init_cfg=backbone.get('init_cfg'),
+                                    frozen_stages=backbone.get('frozen_stages', -1))
+    else:  # another backbone: a VGG16 with torchvision's random initialisation
+        model.backbone = ConfigDict(type='ScratchVGG16')
     model.pop('neck', None)
     model.data_preprocessor.pad_size_divisor = 16
     model.rpn_head.in_channels = 512

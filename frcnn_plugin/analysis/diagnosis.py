@@ -380,4 +380,6 @@ def diagnose(model, dataset, score_thr: float, progress=None) -> tuple:
         rpn_recall=recall_curve(records),
         confusion=dict(classes=list(class_names),
                        matrix=confusion_matrix(records, len(class_names))))
+    if diagnosis['detected'] + sum(diagnosis['lost_at'].values()) != diagnosis['num_gt']:
+        raise RuntimeError(f'outcomes do not add up to num_gt: {diagnosis}')
     return diagnosis, records
