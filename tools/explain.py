@@ -229,7 +229,7 @@ def canvas(sample: Sample, title: str, margin: float = 0.0):
     height, width = sample.picture.shape[:2]
     span_w, span_h = pad_w + 2 * margin, pad_h + 2 * margin
     fig, ax = plt.subplots(figsize=(10, 10 * span_h / span_w + 0.8))
-    ax.add_patch(plt.Rectangle((0, 0), pad_w, pad_h, color='black'))
+    ax.add_patch(plt.Rectangle((0, 0), pad_w, pad_h, color='black', zorder=-1))  # padding
     ax.imshow(sample.picture, extent=(0, width, height, 0))
     ax.set_xlim(-margin, pad_w + margin)
     ax.set_ylim(pad_h + margin, -margin)

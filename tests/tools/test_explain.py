@@ -60,6 +60,11 @@ def test_explain_with_gt(repo, kitti_tiny_root, python, tmp_path):
 
     names = pictures(tmp_path)
     assert len(names) == 13 and GT_PICTURES <= names
+    # The image shows on its canvas: the middle of the picture is not the black padding.
+    drawn = mmcv.imread(str(tmp_path / '01_input_gt.png'))
+    height, width = drawn.shape[:2]
+    middle = drawn[height // 3:2 * height // 3, width // 3:2 * width // 3]
+    assert (middle.max(axis=2) < 10).mean() < 0.2
     # Resize keeps the ratio: min(500 / 1242, 300 / 375) -> 500 x 151, padded to 16.
     assert sizes(field(summary, 'image size (h x w)')) == [(375, 1242)]
     [(img_h, img_w)] = sizes(field(summary, 'resized size (h x w)'))
