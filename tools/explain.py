@@ -67,6 +67,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmengine.runner import load_checkpoint  # noqa: E402
+from mmdet.structures.bbox import bbox2roi  # noqa: E402
 from mmengine.structures import InstanceData  # noqa: E402
 from torch import Tensor  # noqa: E402
 
@@ -621,6 +622,47 @@ def check_paths(args) -> None:
             sys.exit(f'explain.py: no such file: {path}')
 
 
+def anchor_steps(report, sample, rpn_head, featmap_sizes, allowed_border, gt, names, numbers):
+    """Anchors: the numbers and pictures 03-05. Returns all anchors and the inside mask."""
+    generator = rpn_head.prior_generator
+    per_level, inside = image_anchors(generator, featmap_sizes, sample.img_meta, allowed_border)
+    anchors = torch.cat(per_level)
+    step_anchors(report, rpn_head, allowed_border, per_level, inside)
+    numbers.update(featmap=shape(featmap_sizes[0]), anchors=anchors.size(0),
+                   inside=int(inside.sum()), anchor_base=shape(generator.base_anchors[0].shape))
+    fig_anchor_centres(report, sample, per_level, generator)
+    fig_anchors_one_location(report, sample, per_level, featmap_sizes, generator, gt, names)
+    fig_anchors_all(report, sample, anchors, inside, allowed_border)
+    return anchors, inside
+
+
+def pooling_steps(report, args, roi_head, sample, feats, proposals, sampling, names) -> None:
+    """RoI pooling and the head: shapes of the sampled RoIs (else of the test
+    proposals), pictures 11 and 12."""
+    rois = bbox2roi([sampling.priors if sampling is not None else proposals.bboxes])
+    pooled = step_head_shapes(report, roi_head, feats, rois)
+    first = bbox2roi([proposals.bboxes[:args.num_rois]])
+    extractor = roi_head.bbox_roi_extractor
+    fig_roi_features(report, sample.picture, first,
+                     extractor(feats[:extractor.num_inputs], first), extractor,
+                     args.num_channels)
+    if sampling is not None:
+        count = min(args.num_rois * 2, rois.size(0))
+        background = sampling.pos_gt_labels.new_full((len(sampling.neg_inds),), len(names))
+        labels = torch.cat([sampling.pos_gt_labels, background])
+        fig_pooled_crops(report, sample.picture, rois[:count], pooled[:count],
+                         labels[:count].tolist(), names)
+
+
+def detection_step(report, args, roi_head, sample, feats, proposals, names) -> None:
+    report.section('detections (roi_head.predict on the test proposals, test_cfg.rcnn)')
+    detections = roi_head.predict(feats, [proposals], sample.data_samples, rescale=False)[0]
+    keep = detections.scores >= args.score_thr
+    report.add('detections', f'{len(detections)} (test_cfg.rcnn), {int(keep.sum())} '
+               f'with score >= {args.score_thr} drawn')
+    fig_detections(report, sample, detections, keep, args.score_thr, names)
+
+
 def explain(args) -> str:
     check_paths(args)
     os.makedirs(args.out_dir, exist_ok=True)
@@ -629,12 +671,10 @@ def explain(args) -> str:
     torch.manual_seed(args.seed)
     model, meta = build_model(cfg, args.checkpoint)
     names = class_names(cfg, meta)
-    rpn_head, roi_head = model.rpn_head, model.roi_head
+    rpn_head, roi_head, train_cfg = model.rpn_head, model.roi_head, cfg.model.train_cfg
     sample = prepare(cfg, model, args.image)
     gt, ignored = load_gt(args, names, sample.img_meta)
-    report = Report(args.out_dir)
-    allowed_border = cfg.model.train_cfg.rpn.get('allowed_border', 0)
-    numbers = {}
+    report, numbers, sampling = Report(args.out_dir), {}, None
 
     with torch.no_grad():
         feats = model.extract_feat(sample.inputs)
@@ -642,20 +682,9 @@ def explain(args) -> str:
         step_image(report, args, sample, feats, gt, ignored)
         fig_input_gt(report, sample, gt, names)
         fig_feature_map(report, feats)
-
-        per_level, inside = image_anchors(rpn_head.prior_generator, featmap_sizes,
-                                          sample.img_meta, allowed_border)
-        anchors = torch.cat(per_level)
-        step_anchors(report, rpn_head, allowed_border, per_level, inside)
-        numbers.update(featmap=shape(featmap_sizes[0]), anchors=anchors.size(0),
-                       inside=int(inside.sum()),
-                       anchor_base=shape(rpn_head.prior_generator.base_anchors[0].shape))
-        fig_anchor_centres(report, sample, per_level, rpn_head.prior_generator)
-        fig_anchors_one_location(report, sample, per_level, featmap_sizes,
-                                 rpn_head.prior_generator, gt, names)
-        fig_anchors_all(report, sample, anchors, inside, allowed_border)
-
-        sampling = None
+        anchors, inside = anchor_steps(report, sample, rpn_head, featmap_sizes,
+                                       train_cfg.rpn.get('allowed_border', 0), gt, names,
+                                       numbers)
         if gt is not None:
             best, pos, neg = step_anchor_target(report, rpn_head, anchors, inside,
                                                 featmap_sizes, gt, ignored, sample.img_meta,
@@ -671,37 +700,14 @@ def explain(args) -> str:
                                     cfg.model.test_cfg.rpn, 'test proposals')
         report.add('RPN proposals kept (test_cfg.rpn, after NMS)', len(proposals))
         fig_proposals(report, sample, proposals, args.top_n)
-
         if gt is not None:
             sampling = step_rcnn_targets(report, rpn_head, roi_head, feats, sample.img_meta,
-                                         cfg.model.train_cfg, gt, ignored, args.seed)
+                                         train_cfg, gt, ignored, args.seed)
             fig_rcnn_samples(report, sample, sampling, names)
             fig_rois(report, sample, sampling.pos_priors, gt, names, positive=True)
             fig_rois(report, sample, sampling.neg_priors, gt, names, positive=False)
-
-        from mmdet.structures.bbox import bbox2roi
-        rois = bbox2roi([sampling.priors if sampling is not None else proposals.bboxes])
-        pooled = step_head_shapes(report, roi_head, feats, rois)
-        first = bbox2roi([proposals.bboxes[:args.num_rois]])
-        extractor = roi_head.bbox_roi_extractor
-        fig_roi_features(report, sample.picture, first,
-                         extractor(feats[:extractor.num_inputs], first), extractor,
-                         args.num_channels)
-        if sampling is not None:
-            count = min(args.num_rois * 2, rois.size(0))
-            labels = torch.cat([sampling.pos_gt_labels,
-                                sampling.pos_gt_labels.new_full((len(sampling.neg_inds),),
-                                                                len(names))])
-            fig_pooled_crops(report, sample.picture, rois[:count], pooled[:count],
-                             labels[:count].tolist(), names)
-
-        report.section('detections (roi_head.predict on the test proposals, test_cfg.rcnn)')
-        detections = roi_head.predict(feats, [proposals], sample.data_samples,
-                                      rescale=False)[0]
-        keep = detections.scores >= args.score_thr
-        report.add('detections', f'{len(detections)} (test_cfg.rcnn), {int(keep.sum())} '
-                   f'with score >= {args.score_thr} drawn')
-        fig_detections(report, sample, detections, keep, args.score_thr, names)
+        pooling_steps(report, args, roi_head, sample, feats, proposals, sampling, names)
+        detection_step(report, args, roi_head, sample, feats, proposals, names)
 
     if gt is not None:
         step_losses(report, model, sample, gt, ignored, args.seed)
