@@ -49,7 +49,7 @@ from torch import Tensor
 
 from ..boxes import box_area, box_overlaps
 from ..pipelines import annotated_pipeline
-from .stages import best_anchor_ious, gts_with_positive_anchor, image_anchors, rcnn_candidates
+from .stages import best_anchor_ious, gts_with_positive_anchor, image_anchors, rcnn_outputs
 
 IOU_THR = 0.5
 STAGES = ('no_positive_anchor', 'not_in_proposals', 'misclassified', 'suppressed',
@@ -183,7 +183,7 @@ def image_record(model, data: dict, allowed_border: float, score_thr: float) -> 
     img_meta = sample.metainfo
     gt = boxes_of(sample.gt_instances)
     ignored = boxes_of(sample.ignored_instances) if 'ignored_instances' in sample else None
-    rpn_head, roi_head = model.rpn_head, model.roi_head
+    rpn_head = model.rpn_head
 
     feats = model.extract_feat(inputs)
     featmap_sizes = [tuple(f.shape[-2:]) for f in feats]
@@ -194,8 +194,8 @@ def image_record(model, data: dict, allowed_border: float, score_thr: float) -> 
     has_positive = gts_with_positive_anchor(rpn_head.assigner, anchors, gt, ignored)
 
     proposals = rpn_head.predict(feats, data_samples, rescale=False)[0]
-    candidates = rcnn_candidates(roi_head, feats, proposals.bboxes, img_meta)
-    detections = roi_head.predict(feats, [proposals], data_samples, rescale=False)[0]
+    candidates, detections = rcnn_outputs(model.roi_head, feats, proposals.bboxes, img_meta,
+                                          model.roi_head.test_cfg)
     rcnn_thr = max(score_thr, model.test_cfg.rcnn.get('score_thr', 0.0))
 
     outcomes = lost_stages(gt.labels, detected(detections, gt.bboxes, gt.labels, score_thr),

@@ -52,19 +52,26 @@ def gts_with_positive_anchor(assigner, anchors: Tensor, gt: InstanceData,
     return has_positive
 
 
-def rcnn_candidates(roi_head, feats: Sequence[Tensor], proposals: Tensor,
-                    img_meta: dict) -> InstanceData:
-    """The Fast R-CNN head on ``proposals (P, 4)`` before score threshold and NMS:
-    ``bboxes (P, C, 4)`` (every class's box, decoded from its deltas and clipped) and
-    ``scores (P, C + 1)`` (softmax, background last), in the resized image."""
+def rcnn_outputs(roi_head, feats: Sequence[Tensor], proposals: Tensor, img_meta: dict,
+                 rcnn_test_cfg) -> Tuple[InstanceData, InstanceData]:
+    """The Fast R-CNN head on ``proposals (P, 4)``, as ``StandardRoIHead.predict`` runs it
+    (RoI pooling, the head, ``bbox_head.predict_by_feat``), in the resized image:
+
+    - the candidates before score threshold and NMS: ``bboxes (P, C, 4)`` (every
+      class's box, decoded from its deltas and clipped), ``scores (P, C + 1)``
+      (softmax, background last);
+    - the detections with ``rcnn_test_cfg``: ``bboxes (D, 4)``, ``scores``, ``labels``.
+    """
     rois = bbox2roi([proposals])
     extractor = roi_head.bbox_roi_extractor
     bbox_feats = extractor(feats[:extractor.num_inputs], rois)
     if getattr(roi_head, 'with_shared_head', False):
         bbox_feats = roi_head.shared_head(bbox_feats)
     cls_score, bbox_pred = roi_head.bbox_head(bbox_feats)
-    result = roi_head.bbox_head.predict_by_feat(
-        (rois,), (cls_score,), (bbox_pred,), [img_meta], rcnn_test_cfg=None, rescale=False)[0]
-    num_classes = result.scores.size(1) - 1
-    bboxes = result.bboxes.view(rois.size(0), -1, 4).expand(-1, num_classes, -1)
-    return InstanceData(bboxes=bboxes, scores=result.scores)
+    outputs = ((rois,), (cls_score,), (bbox_pred,), [img_meta])
+    every = roi_head.bbox_head.predict_by_feat(*outputs, rcnn_test_cfg=None, rescale=False)[0]
+    detections = roi_head.bbox_head.predict_by_feat(*outputs, rcnn_test_cfg=rcnn_test_cfg,
+                                                    rescale=False)[0]
+    num_classes = every.scores.size(1) - 1
+    bboxes = every.bboxes.view(rois.size(0), -1, 4).expand(-1, num_classes, -1)
+    return InstanceData(bboxes=bboxes, scores=every.scores), detections
