@@ -63,16 +63,14 @@ def load_detector(config: str, checkpoint: str, device: str):
     """The detector in eval mode with ``dataset_meta`` set, and its test pipeline."""
     from mmcv.transforms import Compose
     from mmdet.apis import init_detector
-    from mmdet.utils import get_test_pipeline_cfg
     from mmengine.config import Config
+
+    from frcnn_plugin.pipelines import inference_pipeline
 
     cfg = Config.fromfile(config)
     cfg.model.backbone.init_cfg = None  # weights come from the checkpoint: no download
     model = init_detector(cfg, checkpoint, device=device)
-    # Images have no annotations at inference (mmdet's DetInferencer does the same).
-    pipeline = [t for t in get_test_pipeline_cfg(cfg)
-                if not str(t['type']).split('.')[-1].startswith('LoadAnnotations')]
-    return model, Compose(pipeline)
+    return model, Compose(inference_pipeline(cfg))
 
 
 def detections_to_dict(pred_instances, class_names, score_thr: float) -> dict:

@@ -281,20 +281,16 @@ class ScratchRPNHead(BaseDenseHead):
             return cls_score.sigmoid().view(-1)
         return cls_score.softmax(-1)[:, 0]  # channel 0 is "object", 1 background
 
-    def _predict_by_feat_single(self, cls_score_list: List[Tensor], bbox_pred_list: List[Tensor],
-                                score_factor_list: List[Optional[Tensor]],
-                                mlvl_priors: List[Tensor], img_meta: dict,
-                                cfg: Optional[ConfigType], rescale: bool = False,
-                                with_nms: bool = True) -> InstanceData:
-        """Proposals of one image from its per-level ``(A * C, H, W)`` scores and
-        ``(A * 4, H, W)`` deltas: ``InstanceData`` with ``bboxes (K, 4)``, ``scores
-        (K,)`` best first, ``labels (K,)`` zeros; ``score_factor_list`` is unused."""
-        if not with_nms:
-            raise ValueError('the RPN proposal layer always applies NMS (with_nms=True)')
-        cfg = self.test_cfg if cfg is None else cfg
+    def top_proposals_by_level(self, cls_score_list: List[Tensor], bbox_pred_list: List[Tensor],
+                               mlvl_priors: List[Tensor], img_meta: dict,
+                               cfg: ConfigType) -> Tuple[Tensor, Tensor, Tensor]:
+        """Proposal layer, first steps, for one image: per level the ``cfg.nms_pre``
+        anchors of best objectness (all if ``nms_pre <= 0``), moved by their deltas and
+        clipped to ``img_shape``. Inputs per level: ``(A * C, H, W)`` scores, ``(A * 4,
+        H, W)`` deltas, ``(H * W * A, 4)`` anchors. Returns ``bboxes (K, 4)``, ``scores
+        (K,)`` and ``level_ids (K,)``, level by level."""
         nms_pre = cfg.get('nms_pre', -1)
         reg_dim = self.bbox_coder.encode_size
-
         scores, deltas, priors, level_ids = [], [], [], []
         for level, (cls_score, bbox_pred, level_priors) in enumerate(
                 zip(cls_score_list, bbox_pred_list, mlvl_priors)):
@@ -310,17 +306,37 @@ class ScratchRPNHead(BaseDenseHead):
             deltas.append(level_deltas)
             priors.append(level_priors)
             level_ids.append(torch.full_like(level_scores, level, dtype=torch.long))
-        scores, level_ids = torch.cat(scores), torch.cat(level_ids)
         bboxes = get_box_tensor(self.bbox_coder.decode(
             torch.cat(priors), torch.cat(deltas), max_shape=img_meta['img_shape']))
+        return bboxes, torch.cat(scores), torch.cat(level_ids)
+
+    @staticmethod
+    def large_enough(bboxes: Tensor, min_bbox_size: float) -> Tensor:
+        """``(K, 4) -> (K,)`` bool: wider and higher than ``min_bbox_size`` (the seeds'
+        ``min_size`` filter; they keep ``>=``, mmdet ``>``)."""
+        widths, heights = get_box_wh(bboxes)
+        return (widths > min_bbox_size) & (heights > min_bbox_size)
+
+    def _predict_by_feat_single(self, cls_score_list: List[Tensor], bbox_pred_list: List[Tensor],
+                                score_factor_list: List[Optional[Tensor]],
+                                mlvl_priors: List[Tensor], img_meta: dict,
+                                cfg: Optional[ConfigType], rescale: bool = False,
+                                with_nms: bool = True) -> InstanceData:
+        """Proposals of one image from its per-level ``(A * C, H, W)`` scores and
+        ``(A * 4, H, W)`` deltas: ``InstanceData`` with ``bboxes (K, 4)``, ``scores
+        (K,)`` best first, ``labels (K,)`` zeros; ``score_factor_list`` is unused."""
+        if not with_nms:
+            raise ValueError('the RPN proposal layer always applies NMS (with_nms=True)')
+        cfg = self.test_cfg if cfg is None else cfg
+        bboxes, scores, level_ids = self.top_proposals_by_level(
+            cls_score_list, bbox_pred_list, mlvl_priors, img_meta, cfg)
 
         if rescale:  # back to the original image: multiply by 1 / scale (w, h)
             bboxes = rescale_boxes(bboxes, img_meta['scale_factor'])
         min_bbox_size = cfg.get('min_bbox_size', -1)
         if min_bbox_size >= 0:
-            widths, heights = get_box_wh(bboxes)
             # One nonzero, then plain indexing: one wait for the device, not three masks.
-            big = ((widths > min_bbox_size) & (heights > min_bbox_size)).nonzero().squeeze(1)
+            big = self.large_enough(bboxes, min_bbox_size).nonzero().squeeze(1)
             bboxes, scores, level_ids = bboxes[big], scores[big], level_ids[big]
 
         results = InstanceData()

@@ -1,10 +1,12 @@
 """tools/explain.py on a KittiTiny image with the seeds' VGG16 config at reduced scale:
-the pictures exist and are images, and the summary's counts are the real modules'."""
+the pictures exist and are images, and the summary's counts are the real modules';
+with --seed-setting and seed 000's zebra boxes, the seeds' numbers."""
 import math
 import re
 import subprocess
 
 import mmcv
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import save_checkpoint
@@ -20,13 +22,15 @@ IMAGE = '000050'  # four cars, two of them big enough for the 128-pixel anchors
 # pipeline's Resize is step 1), a narrow fc6 / fc7.
 OPTIONS = ('model.backbone.init_cfg=None', 'test_dataloader.dataset.pipeline.1.scale=(500,300)',
            'model.roi_head.bbox_head.fc_out_channels=64')
-GT_PICTURES = {'04_rpn_targets.png', '06_rcnn_samples.png'}
+GT_PICTURES = {'06_rpn_targets.png', '08_rcnn_samples.png', '09_rois_positive.png',
+               '10_rois_negative.png', '12_pooled_crops.png'}
+ZEBRAS = '89,469,249,644;238,417,415,630;435,419,580,634;617,462,765,637'
 
 
-def explain(python, repo, out_dir, *args):
+def explain(python, repo, out_dir, *args, options=OPTIONS):
     result = subprocess.run(
         [python, 'tools/explain.py', CONFIG, *map(str, args), '--out-dir', str(out_dir),
-         '--cfg-options', *OPTIONS], cwd=repo, capture_output=True, text=True)
+         '--cfg-options', *options], cwd=repo, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return (out_dir / 'summary.txt').read_text()
 
@@ -55,7 +59,12 @@ def test_explain_with_gt(repo, kitti_tiny_root, python, tmp_path):
     summary = explain(python, repo, tmp_path, image, '--gt-kitti', label)
 
     names = pictures(tmp_path)
-    assert len(names) >= 6 and GT_PICTURES <= names
+    assert len(names) == 13 and GT_PICTURES <= names
+    # The image shows on its canvas: the middle of the picture is not the black padding.
+    drawn = mmcv.imread(str(tmp_path / '01_input_gt.png'))
+    height, width = drawn.shape[:2]
+    middle = drawn[height // 3:2 * height // 3, width // 3:2 * width // 3]
+    assert (middle.max(axis=2) < 10).mean() < 0.2
     # Resize keeps the ratio: min(500 / 1242, 300 / 375) -> 500 x 151, padded to 16.
     assert sizes(field(summary, 'image size (h x w)')) == [(375, 1242)]
     [(img_h, img_w)] = sizes(field(summary, 'resized size (h x w)'))
@@ -105,12 +114,64 @@ def test_explain_checkpoint_without_gt(repo, kitti_tiny_root, python, tmp_path):
                       '--score-thr', '0.5')
 
     names = pictures(out_dir)
-    assert len(names) >= 4 and not names & GT_PICTURES
-    assert '08_detections.png' in names and '07_roi_features.png' in names
+    assert len(names) == 8 and not names & GT_PICTURES
+    assert '13_detections.png' in names and '11_roi_features.png' in names
     assert 'skipped (no gt' in field(summary, 'RPN / RoI targets')
     assert field(summary, 'checkpoint') == str(checkpoint)
     drawn = int(re.search(r'(\d+) with score >= 0.5 drawn', summary).group(1))
     assert drawn > 0
+
+
+@pytest.mark.slow  # VGG16 at 800 x 800 on the CPU: about 30 CPU-seconds
+def test_explain_seed_setting_gives_the_zebra_numbers(repo, python, tmp_path):
+    """Seed 000's zebra boxes on an 800 x 800 image (any picture: anchors and IoUs do not
+    depend on it or on the weights): seed 003's best IoUs, 22500 anchors, 8940 inside."""
+    image = tmp_path / 'noise.jpg'
+    mmcv.imwrite(torch.randint(0, 256, (800, 800, 3), dtype=torch.uint8).numpy(), str(image))
+    summary = explain(python, repo, tmp_path / 'out', image, '--seed-setting', '--gt', ZEBRAS,
+                      options=OPTIONS[:1] + OPTIONS[2:])
+    assert field(summary, 'best anchor IoU per gt') == '0.5851, 0.5753, 0.5255, 0.6326'
+    # float32 IoUs tie less often than the seed's float64 ones (6 / 24 / 12 / 3).
+    assert field(summary, 'anchors reaching it per gt') == '6, 15, 6, 3'
+    assert sizes(field(summary, 'resized size (h x w)')) == [(800, 800)]
+    assert sizes(field(summary, 'feature map sizes (h x w)')) == [(50, 50)]
+    assert int(field(summary, 'total anchors')) == 22500
+    assert int(field(summary, 'inside-image anchors (allowed_border=0)')) == 8940
+    assert 'anchor_base level 0 (9 x 4, x1 y1 x2 y2)' in summary
+    for line in ('inside anchors (seeds: 8940): ours 8940: same',
+                 'anchors (seeds: 22500): ours 22500: same',
+                 'ours 0.5851 0.5753 0.5255 0.6326: same'):
+        assert line in summary
+    # RPN sampling: every best-IoU anchor is positive (all > min_pos_iou = 0.3; none
+    # reaches 0.7), 256 in all.
+    assert field(summary, 'RPN sampled') == 'positives 30, negatives 226'
+    for loss in ('loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'loss_bbox'):
+        assert float(field(summary, loss)) >= 0
+    assert abs(float(field(summary, 'loss_rpn_cls')) - math.log(2)) < 0.01  # untrained
+
+
+def test_explain_voc_gt_and_bad_gt(repo, kitti_tiny_root, python, tmp_path):
+    image = kitti_tiny_root / 'training' / 'image_2' / f'{IMAGE}.jpeg'
+    xml = tmp_path / f'{IMAGE}.xml'
+    xml.write_text('<annotation><object><name>Car</name><bndbox><xmin>601</xmin>'
+                   '<ymin>181</ymin><xmax>701</xmax><ymax>251</ymax></bndbox></object>'
+                   '<object><name>Pedestrian</name><difficult>1</difficult><bndbox>'
+                   '<xmin>11</xmin><ymin>11</ymin><xmax>41</xmax><ymax>101</ymax></bndbox>'
+                   '</object></annotation>')
+    summary = explain(python, repo, tmp_path / 'voc', image, '--gt-voc', xml)
+    assert field(summary, 'gt boxes') == '1 (+ 1 ignore regions)'
+    scale = 500 / 1242  # the test pipeline's Resize, width-bound
+    box = [float(v) for v in field(summary, 'gt 0 (resized image)').split('[')[1][:-1].split(',')]
+    expected = [v * s for v, s in zip((600, 180, 700, 250), (scale, 151 / 375) * 2)]
+    assert all(abs(a - b) < 0.051 for a, b in zip(box, expected)), (box, expected)
+    result = subprocess.run(
+        [python, 'tools/explain.py', CONFIG, str(image), '--out-dir', str(tmp_path / 'bad'),
+         '--gt', '600,180,700;1,2,3,4', '--cfg-options', *OPTIONS],
+        cwd=repo, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "explain.py: --gt box 1 '600,180,700': need x1,y1,x2,y2[,label], got 3 "
+        'comma-separated values')
 
 
 def test_explain_missing_image(repo, python, tmp_path):
