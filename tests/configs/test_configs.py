@@ -13,6 +13,7 @@ from kitti_small import write_small_config
 from mmengine.config import Config
 
 import frcnn_plugin  # noqa: F401  registers the plugin's modules
+from frcnn_plugin.datasets.shapes import write_shapes
 import mmdet
 from mmdet.registry import DATASETS, MODELS
 
@@ -75,6 +76,8 @@ def data(tmp_path_factory, kitti_tiny_root):
     write_voc(tmp / 'data/VOCdevkit/VOC2012', ids=('2012_000001', '2012_000002'))
     write_voc(tmp / 'data/my_voc')
     write_coco(tmp / 'data/coco')
+    # Seed 1: the first image of each split has a shape that is not difficult.
+    write_shapes(tmp / 'data/shapes', seed=1, num_train=2, num_val=2)
     (tmp / 'kitti_ids.txt').write_text('000000\n000001\n')
     return tmp, kitti_tiny_root
 
