@@ -2,7 +2,7 @@
 """Show, for one image, what each step of Faster R-CNN does: the seeds' pictures.
 
     python tools/explain.py CONFIG IMAGE --out-dir DIR [--checkpoint CKPT]
-        [--gt-kitti LABEL_FILE] [--top-n 50] [--num-rois 4] [--score-thr 0.3]
+        [--gt-kitti LABEL_FILE | --gt-voc XML_FILE] [--top-n 50] [--num-rois 4] [--score-thr 0.3]
         [--seed 0] [--cfg-options KEY=VALUE ...]
 
 Every number and box comes from the detector the config builds (mmdet's registries:
@@ -24,7 +24,9 @@ modules and draws what they return:
     08_detections             model.predict: final boxes with class names and scores
 
 Ground truth (for 04 and 06) is read from a KITTI label file (``--gt-kitti``): types in
-the class names are gt, the others ignore regions, as KittiTinyDataset reads them.
+the class names are gt, the others ignore regions, as KittiTinyDataset reads them; or
+from a PASCAL VOC annotation (``--gt-voc``): objects of the classes are gt, difficult
+ones ignore regions, others skipped, as mmdet's VOCDataset reads them.
 Without it those two pictures are skipped (the summary says so). Without
 ``--checkpoint`` the model is untrained (its config's init): the targets, anchors and
 proposal machinery are still the real ones, only the scores are random.
@@ -34,6 +36,7 @@ import argparse
 import os
 import os.path as osp
 import sys
+import xml.etree.ElementTree as ET
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -59,7 +62,9 @@ def parse_args(argv=None):
     parser.add_argument('image')
     parser.add_argument('--out-dir', required=True)
     parser.add_argument('--checkpoint', help='trained weights; default: untrained model')
-    parser.add_argument('--gt-kitti', help='KITTI label file of the image (gt boxes)')
+    gt = parser.add_mutually_exclusive_group()
+    gt.add_argument('--gt-kitti', help='KITTI label file of the image (gt boxes)')
+    gt.add_argument('--gt-voc', help='VOC XML annotation of the image (gt boxes)')
     parser.add_argument('--top-n', type=int, default=50, help='proposals drawn')
     parser.add_argument('--num-rois', type=int, default=4, help='RoIs in the feature grid')
     parser.add_argument('--num-channels', type=int, default=8,
@@ -108,19 +113,41 @@ def prepare(cfg, model, image):
     return data['inputs'], data['data_samples'], picture
 
 
-def read_gt(label_file, names, scale_factor):
-    """(gt, ignored) InstanceData in the resized image's coordinates."""
+def kitti_objects(label_file, names):
+    """``(name, box, ignored)`` of a KITTI label file: other types are ignore regions."""
     with open(label_file) as f:
-        objects = parse_kitti_label(f.read(), label_file)
+        return [(name, box, name not in names)
+                for name, box in parse_kitti_label(f.read(), label_file)]
+
+
+def voc_objects(xml_file, names):
+    """``(name, box, ignored)`` of a VOC annotation as mmdet's XMLDataset reads it:
+    1-based boxes minus one, difficult objects ignored, other classes skipped."""
+    objects = []
+    try:
+        for obj in ET.parse(xml_file).findall('object'):
+            name = obj.findtext('name')
+            if name not in names:
+                continue
+            box = [float(obj.findtext(f'bndbox/{k}')) - 1
+                   for k in ('xmin', 'ymin', 'xmax', 'ymax')]
+            objects.append((name, box, obj.findtext('difficult', '0').strip() == '1'))
+    except (ET.ParseError, TypeError, ValueError) as e:
+        sys.exit(f'explain.py: {xml_file}: not a VOC annotation ({e})')
+    return objects
+
+
+def read_gt(objects, names, scale_factor):
+    """(gt, ignored) InstanceData in the resized image's coordinates."""
     sx, sy = scale_factor
     scale = torch.tensor([sx, sy, sx, sy])
     gt_boxes, gt_labels, ignore = [], [], []
-    for name, box in objects:
-        if name in names:
+    for name, box, ignored in objects:
+        if ignored:
+            ignore.append(box)
+        else:
             gt_boxes.append(box)
             gt_labels.append(names.index(name))
-        else:
-            ignore.append(box)
     gt = InstanceData(bboxes=torch.tensor(gt_boxes).view(-1, 4) * scale,
                       labels=torch.tensor(gt_labels, dtype=torch.long))
     ignored = InstanceData(bboxes=torch.tensor(ignore).view(-1, 4) * scale,
@@ -175,7 +202,7 @@ def subsample(n, limit, generator):
 
 # ------------------------------------------------------------------------ main
 def explain(args):
-    for path in (args.config, args.image, args.checkpoint, args.gt_kitti):
+    for path in (args.config, args.image, args.checkpoint, args.gt_kitti, args.gt_voc):
         if path and not osp.isfile(path):
             sys.exit(f'explain.py: no such file: {path}')
     os.makedirs(args.out_dir, exist_ok=True)
@@ -251,8 +278,10 @@ def explain(args):
         save(fig, args.out_dir, '03_anchors_all.png', written)
 
         gt = ignored = None
-        if args.gt_kitti:
-            gt, ignored = read_gt(args.gt_kitti, names, img_meta['scale_factor'])
+        if args.gt_kitti or args.gt_voc:
+            objects = (kitti_objects(args.gt_kitti, names) if args.gt_kitti
+                       else voc_objects(args.gt_voc, names))
+            gt, ignored = read_gt(objects, names, img_meta['scale_factor'])
             lines.append(f'gt boxes: {len(gt)} (+ {len(ignored)} ignore regions)')
 
         # 04: the RPN's own target code: assigner on the inside anchors, then sampler.
@@ -274,7 +303,7 @@ def explain(args):
             draw_boxes(ax, gt.bboxes, 'yellow', lw=2.0, labels=[names[i] for i in gt.labels])
             save(fig, args.out_dir, '04_rpn_targets.png', written)
         else:
-            lines.append('RPN / RoI targets: skipped (no gt; pass --gt-kitti LABEL_FILE)')
+            lines.append('RPN / RoI targets: skipped (no gt; pass --gt-kitti or --gt-voc)')
 
         # 05: proposals as at test time (test_cfg.rpn), best first.
         proposals = rpn_head.predict(feats, data_samples, rescale=False)[0]
