@@ -1,10 +1,12 @@
-# The README's two commands: `make train` and `make test`. Each sets up what is missing.
+# The README's commands: `make train`, `make test` and `make demo`. Each sets up what is
+# missing.
 #
 #   make train [CONFIG=...] [WORK_DIR=...] [OFFLINE=1] [TRAIN_ARGS='--amp ...']
 #   make test  [PYTEST_ARGS='-m "not slow"']
 #   make env   only the environment; then `source .venv/bin/activate` makes it your
 #              python: python tools/train.py CONFIG, python tools/test.py CONFIG CKPT ...
 #   make data  only KittiTiny (tools/prepare_data.py kitti_tiny)
+#   make demo  [DEMO_ARGS='--cfg-options ...']   Shapes, from scratch, in minutes
 #   PY=/path/to/python make test    use an existing environment (no .venv set-up)
 #
 # Without internet, tools/train.py warns that the pretrained weights cannot be
@@ -21,7 +23,14 @@ export KITTI_TINY_SRC
 OFFLINE_ARGS := $(if $(OFFLINE),--cfg-options load_from=None model.backbone.init_cfg=None)
 ENV := $(if $(filter .venv/bin/python,$(PY)),env)
 
-.PHONY: help env data train test
+# make demo: generate Shapes, train configs/frcnn_shapes.py from random initialisation,
+# test it, and draw its curves, detections and explain pictures into DEMO_DIR.
+DEMO_CONFIG := configs/frcnn_shapes.py
+DEMO_DIR ?= work_dirs/frcnn_shapes
+DEMO_IMAGES := $(foreach i,000000 000001 000002 000003,data/shapes/JPEGImages/val_$(i).jpg)
+DEMO_CKPT = $$(cat $(DEMO_DIR)/last_checkpoint)
+
+.PHONY: help env data train test demo
 help:
 	@sed -n '1,/^$$/s/^# \{0,1\}//p' Makefile
 
@@ -36,3 +45,16 @@ train: $(ENV) data
 
 test: $(ENV) data
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: $(ENV)
+	$(PY) tools/prepare_data.py shapes
+	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_DIR) $(DEMO_ARGS)
+	$(PY) tools/test.py $(DEMO_CONFIG) $(DEMO_CKPT) --work-dir $(DEMO_DIR)/test \
+		> $(DEMO_DIR)/test.log 2>&1 || { tail -n 30 $(DEMO_DIR)/test.log; exit 1; }
+	grep -E '^[|+]' $(DEMO_DIR)/test.log | tee $(DEMO_DIR)/ap_table.txt
+	grep -o 'pascal_voc/mAP: [0-9.]*' $(DEMO_DIR)/test.log
+	$(PY) tools/plot_curves.py $(DEMO_DIR) --title 'configs/frcnn_shapes.py, from scratch'
+	$(PY) tools/infer.py $(DEMO_CONFIG) $(DEMO_CKPT) $(DEMO_IMAGES) --out-dir $(DEMO_DIR)/infer
+	$(PY) tools/explain.py $(DEMO_CONFIG) $(word 1,$(DEMO_IMAGES)) --checkpoint $(DEMO_CKPT) \
+		--gt-voc data/shapes/Annotations/val_000000.xml --out-dir $(DEMO_DIR)/explain
+	@echo "make demo: the results are in $(DEMO_DIR)/ (ap_table.txt, curves.png, infer/, explain/)"

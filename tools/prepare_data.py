@@ -3,6 +3,8 @@
 
     python tools/prepare_data.py kitti_tiny [--src DIR_OR_ZIP] [--out data/kitti_tiny]
     python tools/prepare_data.py voc [--src VOCDEVKIT] [--out data/VOCdevkit] [--years 2007 2012]
+    python tools/prepare_data.py shapes [--seed 0] [--num-train 1000] [--num-val 300]
+        [--out data/shapes]
 
 KittiTiny comes from ``--src`` (a folder or ``kitti_tiny.zip``), else from the folder
 or zip named by ``$KITTI_TINY_SRC``, else from a download of ``--url`` (the official
@@ -14,9 +16,16 @@ VOC: ``--src`` names an existing ``VOCdevkit`` folder (it is linked, not copied)
 otherwise the official VOC2007 trainval/test and VOC2012 trainval tars are
 downloaded and unpacked. Every id in the image sets must have its annotation and
 image.
+
+Shapes is generated (``frcnn_plugin.datasets.shapes``: circles, squares and triangles in
+VOC layout), the same bytes for the same parameters: the default ones are checked
+against ``data/checksums/shapes.sha256``. ``--out`` remembers its parameters
+(``shapes.json``): asked again for the same, it is left as it is; for others,
+``--force`` replaces it.
 """
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -29,6 +38,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 KITTI_TINY_URL = 'https://download.openmmlab.com/mmdetection/data/kitti_tiny.zip'
 KITTI_TINY_SHA256 = REPO / 'data' / 'checksums' / 'kitti_tiny.sha256'
+SHAPES_SHA256 = REPO / 'data' / 'checksums' / 'shapes.sha256'
+SHAPES_DEFAULTS = dict(seed=0, num_train=1000, num_val=300)
 VOC_URLS = {
     '2007': ['http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar',
              'http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar'],
@@ -192,6 +203,45 @@ def prepare_voc(src, out: Path, years) -> Path:
     return out
 
 
+def prepare_shapes(out: Path, seed: int, num_train: int, num_val: int,
+                   force: bool = False) -> Path:
+    from frcnn_plugin.datasets.shapes import write_shapes
+
+    params = dict(seed=seed, num_train=num_train, num_val=num_val)
+    checked = params == SHAPES_DEFAULTS
+    stamp = 'shapes.json'
+    if out.exists():
+        try:
+            found = json.loads((out / stamp).read_text())
+        except (OSError, ValueError):
+            found = None
+        if found == params:
+            if checked:
+                verify(out, SHAPES_SHA256)
+            print(f'{out}: Shapes {params} is prepared' + (' and checks out' if checked else ''))
+            return out
+        if not force:
+            raise PrepareError(f'{out} exists but does not hold Shapes {params} '
+                               f'({out / stamp}: {found}); rerun with --force to replace it')
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix='.shapes.') as tmp:
+        staged = Path(tmp) / 'shapes'
+        counts = write_shapes(staged, **params)
+        (staged / stamp).write_text(json.dumps(params) + '\n')
+        if checked:
+            try:
+                verify(staged, SHAPES_SHA256)
+            except PrepareError as e:
+                raise PrepareError(f'{e}\nThe generator wrote other bytes than the pinned '
+                                   'environment (requirements/lock.txt: numpy, Pillow) '
+                                   'does') from None
+        staged.replace(out)
+    print(f'{out}: Shapes generated, seed {seed}: ' + ', '.join(
+        f"{split} {c['images']} images, {c['objects']} objects" for split, c in counts.items()))
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     sub = parser.add_subparsers(dest='dataset', required=True)
@@ -207,12 +257,24 @@ def main(argv=None) -> int:
     voc.add_argument('--out', type=Path, default=REPO / 'data' / 'VOCdevkit')
     voc.add_argument('--years', nargs='+', choices=sorted(VOC_SPLITS),
                      default=sorted(VOC_SPLITS))
+    shapes = sub.add_parser('shapes', help='synthetic Shapes (circles, squares, triangles; '
+                                           'VOC layout), generated')
+    shapes.add_argument('--seed', type=int, default=SHAPES_DEFAULTS['seed'])
+    shapes.add_argument('--num-train', type=int, default=SHAPES_DEFAULTS['num_train'])
+    shapes.add_argument('--num-val', type=int, default=SHAPES_DEFAULTS['num_val'])
+    shapes.add_argument('--out', type=Path, default=REPO / 'data' / 'shapes')
+    shapes.add_argument('--force', action='store_true',
+                        help='replace an --out that holds other data')
     args = parser.parse_args(argv)
+    if args.dataset == 'shapes' and min(args.num_train, args.num_val) < 0:
+        parser.error('--num-train and --num-val must be >= 0')
     try:
         if args.dataset == 'kitti_tiny':
             prepare_kitti_tiny(args.src, args.out, args.url, args.force)
-        else:
+        elif args.dataset == 'voc':
             prepare_voc(args.src, args.out, args.years)
+        else:
+            prepare_shapes(args.out, args.seed, args.num_train, args.num_val, args.force)
     except PrepareError as e:
         print(f'prepare_data.py {args.dataset}: error: {e}', file=sys.stderr)
         return 2

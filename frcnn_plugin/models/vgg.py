@@ -8,9 +8,14 @@ stride-16, 512-channel feature map that the RPN and the RoI pooling both read.
 
 Here the same 30 layers are built from their definition instead of cut out of a
 torchvision model, with the same module indices, so that checkpoints of torchvision's
-VGG16 load into it unchanged.
+VGG16 load into it unchanged. Two knobs, off by default, make the same design smaller
+or easier to train from random initialisation (``configs/frcnn_shapes.py`` uses both):
+fewer or narrower convolutions per stage (``stage_channels``) and a normalisation layer
+after each convolution (``norm_cfg``, as torchvision's ``vgg16_bn``).
 """
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
+
+from mmcv.cnn import build_norm_layer
 
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
@@ -56,12 +61,29 @@ class ScratchVGG16(BaseModule):
         frozen_stages: stages ``1..frozen_stages`` (conv1_x, conv2_x, ...) get
             ``requires_grad=False`` and stay in eval mode; -1 (and 0) freeze none. The
             paper fine-tunes from conv3_1 up, i.e. ``frozen_stages=2``.
+        stage_channels: the output channels of each 3x3 convolution, stage by stage;
+            VGG16's by default. A max pool closes every stage but the last, so five
+            stages keep the stride of 16; the output has the last width's channels
+            (``out_channels``). E.g. ``((16,), (32,), (64, 64), (128, 128), (128, 128))``
+            is a VGG of 8 convolutions at a quarter of VGG16's widths. Other values
+            change the parameter names and shapes: torchvision's weights fit only the
+            default.
+        norm_cfg: a normalisation layer after each convolution (before its ReLU), e.g.
+            ``dict(type='BN')`` (mmcv's ``build_norm_layer``), as torchvision's
+            ``vgg16_bn``; None (the seeds', the paper's and the default): none. The
+            layers then go conv, norm, ReLU, which changes the module indices.
         init_cfg: mmengine init config; defaults to torchvision's VGG initialisation.
     """
 
-    def __init__(self, frozen_stages: int = -1, init_cfg: Optional[dict] = None) -> None:
-        if not -1 <= frozen_stages <= len(VGG16_STAGES):
-            raise ValueError(f'frozen_stages must be in [-1, {len(VGG16_STAGES)}], '
+    def __init__(self, frozen_stages: int = -1,
+                 stage_channels: Sequence[Sequence[int]] = VGG16_STAGES,
+                 norm_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if not stage_channels or not all(stage_channels):
+            raise ValueError('stage_channels needs at least one stage and at least one '
+                             f'convolution per stage, got {stage_channels}')
+        if not -1 <= frozen_stages <= len(stage_channels):
+            raise ValueError(f'frozen_stages must be in [-1, {len(stage_channels)}], '
                              f'got {frozen_stages}')
         super().__init__(init_cfg=TORCHVISION_VGG_INIT if init_cfg is None else init_cfg)
         self.frozen_stages = frozen_stages
@@ -71,12 +93,14 @@ class ScratchVGG16(BaseModule):
         # features[stage_bounds[k - 1]:stage_bounds[k]].
         self.stage_bounds = [0]
         in_channels = 3
-        for stage, widths in enumerate(VGG16_STAGES, start=1):
+        for stage, widths in enumerate(stage_channels, start=1):
             for out_channels in widths:
-                layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1),
-                           nn.ReLU(inplace=True)]
+                layers.append(nn.Conv2d(in_channels, out_channels, 3, padding=1))
+                if norm_cfg is not None:
+                    layers.append(build_norm_layer(norm_cfg, out_channels)[1])
+                layers.append(nn.ReLU(inplace=True))
                 in_channels = out_channels
-            if stage < len(VGG16_STAGES):
+            if stage < len(stage_channels):
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             self.stage_bounds.append(len(layers))
         self.features = nn.Sequential(*layers)
@@ -98,6 +122,7 @@ class ScratchVGG16(BaseModule):
         return self
 
     def forward(self, x: Tensor) -> Tuple[Tensor]:
-        """``(N, 3, H, W)`` images -> a 1-tuple ``((N, 512, H // 16, W // 16),)``:
-        mmdet's necks and heads take one tensor per level."""
+        """``(N, 3, H, W)`` images -> a 1-tuple ``((N, 512, H // 16, W // 16),)``
+        (``out_channels`` and ``2 ** (stages - 1)`` in general): mmdet's necks and heads
+        take one tensor per level."""
         return (self.features(x), )

@@ -15,6 +15,7 @@ from kitti_small import write_small_config
 from mmengine.config import Config
 
 import frcnn_plugin  # noqa: F401  registers the plugin's modules
+from frcnn_plugin.datasets.shapes import write_shapes
 import mmdet
 from mmdet.registry import DATASETS, MODELS
 
@@ -79,6 +80,8 @@ def data(tmp_path_factory, kitti_tiny_root):
     write_coco(tmp / 'data/coco')
     write_custom_coco(tmp / 'data/my_coco', 'train')
     write_custom_coco(tmp / 'data/my_coco', 'val', VAL)
+    # Seed 1: the first image of each split has a shape that is not difficult.
+    write_shapes(tmp / 'data/shapes', seed=1, num_train=2, num_val=2)
     (tmp / 'kitti_ids.txt').write_text('000000\n000001\n')
     return tmp, kitti_tiny_root
 

@@ -143,3 +143,53 @@ def test_build_from_model_config(repo):
     assert all(not p.requires_grad for p in conv_params(model, (1, 2)).values())
     assert cfg.model.rpn_head.in_channels == model.out_channels
     assert cfg.model.roi_head.bbox_roi_extractor.out_channels == model.out_channels
+
+
+# A small VGG, as configs/frcnn_shapes.py builds it: 8 convolutions, quarter widths.
+SMALL = ((16, ), (32, ), (64, 64), (128, 128), (128, 128))
+
+
+def test_stage_channels_make_a_smaller_vgg():
+    model = ScratchVGG16(stage_channels=SMALL)
+    convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [
+        (3, 16), (16, 32), (32, 64), (64, 64), (64, 128), (128, 128), (128, 128), (128, 128)]
+    assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) for c in convs)
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in model.features) == 4
+    assert model.out_channels == 128
+    assert model.stage_bounds == [0, 3, 6, 11, 16, 20]
+    (out, ) = model(torch.rand(2, 3, 192, 160))
+    assert out.shape == (2, 128, 12, 10)  # stride 16
+    # Three stages: two pools, stride 4.
+    (out, ) = ScratchVGG16(stage_channels=((8, ), (8, ), (4, )))(torch.rand(1, 3, 32, 48))
+    assert out.shape == (1, 4, 8, 12)
+
+
+def test_norm_cfg_puts_batch_norm_after_each_conv():
+    model = ScratchVGG16(stage_channels=SMALL, norm_cfg=dict(type='BN'), frozen_stages=1)
+    kinds = [type(m).__name__ for m in model.features[:8]]
+    assert kinds == ['Conv2d', 'BatchNorm2d', 'ReLU', 'MaxPool2d',
+                     'Conv2d', 'BatchNorm2d', 'ReLU', 'MaxPool2d']
+    norms = [m for m in model.features if isinstance(m, torch.nn.BatchNorm2d)]
+    assert [n.num_features for n in norms] == [16, 32, 64, 64, 128, 128, 128, 128]
+    # Frozen stage 1: its BatchNorm keeps its running statistics (eval mode, no grads).
+    model.init_weights()
+    model.train()
+    assert not model.features[1].training and model.features[5].training
+    assert not any(p.requires_grad for p in model.features[1].parameters())
+    before = model.features[1].running_mean.clone()
+    model(torch.rand(2, 3, 64, 64) * 100)
+    assert torch.equal(model.features[1].running_mean, before)
+    assert not torch.equal(model.features[5].running_mean, torch.zeros(32))
+
+
+@pytest.mark.parametrize('stage_channels', [(), ((64, ), ())])
+def test_stage_channels_empty_is_refused(stage_channels):
+    with pytest.raises(ValueError, match='stage_channels'):
+        ScratchVGG16(stage_channels=stage_channels)
+
+
+def test_frozen_stages_bound_follows_stage_count():
+    ScratchVGG16(stage_channels=((8, ), (8, )), frozen_stages=2)
+    with pytest.raises(ValueError, match=r'\[-1, 2\]'):
+        ScratchVGG16(stage_channels=((8, ), (8, )), frozen_stages=3)

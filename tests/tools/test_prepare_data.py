@@ -7,7 +7,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'tools'))
 import prepare_data  # noqa: E402
-from prepare_data import PrepareError, main, prepare_kitti_tiny, prepare_voc  # noqa: E402
+from prepare_data import (PrepareError, main, prepare_kitti_tiny, prepare_shapes,  # noqa: E402
+                          prepare_voc, sha256)
 
 UNREACHABLE = 'file:///nonexistent/kitti_tiny.zip'
 
@@ -121,3 +122,41 @@ def test_download_failure_names_the_url(tmp_path):
     with pytest.raises(PrepareError, match='download of file:///nonexistent/x.tar failed'):
         prepare_data.download('file:///nonexistent/x.tar', tmp_path / 'x.tar')
     assert list(tmp_path.iterdir()) == []
+
+
+def test_shapes_generated_remembered_and_replaced_only_with_force(tmp_path, capsys):
+    out = tmp_path / 'shapes'
+    assert main(['shapes', '--out', str(out), '--num-train', '3', '--num-val', '2']) == 0
+    assert 'train 3 images' in capsys.readouterr().out
+    assert (out / 'ImageSets/Main/val.txt').read_text() == 'val_000000\nval_000001\n'
+    stamp = (out / 'Annotations/train_000002.xml').stat().st_mtime_ns
+    prepare_shapes(out, 0, 3, 2)  # the same parameters: left as it is
+    assert 'is prepared' in capsys.readouterr().out
+    assert (out / 'Annotations/train_000002.xml').stat().st_mtime_ns == stamp
+    assert main(['shapes', '--out', str(out), '--seed', '1', '--num-train', '3',
+                 '--num-val', '2']) == 2
+    err = capsys.readouterr().err
+    assert 'does not hold Shapes' in err and 'rerun with --force' in err
+    before = sha256(out / 'JPEGImages/train_000000.jpg')
+    prepare_shapes(out, 1, 3, 2, force=True)
+    assert sha256(out / 'JPEGImages/train_000000.jpg') != before
+    assert [p.name for p in tmp_path.iterdir()] == ['shapes']  # no temporary left
+    with pytest.raises(SystemExit):  # argparse's error: exit status 2
+        main(['shapes', '--out', str(tmp_path / 'x'), '--num-val', '-1'])
+    assert 'must be >= 0' in capsys.readouterr().err
+
+
+def test_shapes_default_seed_matches_the_committed_checksums(tmp_path):
+    # The first images of the default set, generated on their own, are the bytes
+    # data/checksums/shapes.sha256 lists (the full set is checked by prepare_shapes).
+    prepare_shapes(tmp_path / 'shapes', 0, 4, 3)
+    manifest = dict(reversed(line.split(maxsplit=1)) for line in
+                    prepare_data.SHAPES_SHA256.read_text().splitlines()
+                    if line.strip() and not line.startswith('#'))
+    checked = 0
+    for path in sorted((tmp_path / 'shapes').rglob('*')):
+        name = path.relative_to(tmp_path / 'shapes').as_posix()
+        if path.is_file() and name.split('/')[0] in ('JPEGImages', 'Annotations'):
+            assert sha256(path) == manifest[name], name
+            checked += 1
+    assert checked == 2 * 7

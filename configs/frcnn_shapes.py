@@ -1,0 +1,134 @@
+# The seeds' Faster R-CNN, every component ours, made small enough to learn the
+# synthetic Shapes set (frcnn_plugin/datasets/shapes.py: circles, squares, triangles,
+# 192 x 192) from random initialisation on a CPU in minutes: the proof that the whole
+# pipeline learns. Data: `python tools/prepare_data.py shapes` -> data/shapes/, read by
+# ScratchVOCDataset (mmdet's VOCDataset, defects named) and VOCMetric as the custom-VOC recipe
+# (examples/frcnn_custom_voc.py) reads your data. `make demo` trains and tests it.
+#
+# The model is the seeds' (a VGG-style stride-16 backbone without a neck, 9 anchors,
+# the RPN, 7 x 7 RoI max pooling, two fc layers, per-class boxes and the same losses,
+# assigners, samplers and proposal settings); each deviation is commented below.
+_base_ = [
+    './_base_/models/faster-rcnn_vgg16.py',
+    'mmdet::_base_/default_runtime.py',
+]
+
+custom_imports = dict(imports=['frcnn_plugin'], allow_failed_imports=False)
+
+classes = ('circle', 'square', 'triangle')
+metainfo = dict(classes=classes)
+width = 128  # channels of the backbone's last stage (VGG16: 512)
+
+model = dict(
+    backbone=dict(
+        # VGG16's five stages at a quarter of its widths and with 8 instead of 13
+        # convolutions: 0.35 GMAC for a 192 x 192 image instead of VGG16's 11.
+        # Still a max pool after each of the first four stages: stride 16.
+        stage_channels=((16, ), (32, ), (64, 64), (128, 128), (width, width)),
+        # Batch normalisation after each convolution (torchvision's vgg16_bn): the seeds
+        # start from ImageNet weights; from random initialisation it lets a high
+        # learning rate train every layer at once, in a few epochs.
+        norm_cfg=dict(type='BN'),
+        # Nothing pretrained to keep: every stage trains (the seeds freeze conv1-2).
+        frozen_stages=-1,
+        # Random initialisation (torchvision's VGG init), no ImageNet weights.
+        init_cfg=None),
+    rpn_head=dict(
+        in_channels=width,
+        feat_channels=width,
+        anchor_generator=dict(
+            # Anchors of 20, 40 and 80 pixels (x ratios 0.5, 1, 2) for shapes of 12 to
+            # ~130 pixels: the seeds' 128, 256, 512 fit objects in 600 x 1000 images.
+            scales=[1.25, 2.5, 5.0])),
+    train_cfg=dict(
+        # 64 sampled RoIs per image, a quarter positive, instead of the seeds' 128: an
+        # image holds 0 to 4 shapes, and the fc layers' cost halves.
+        rcnn=dict(sampler=dict(num=64)),
+        rpn_proposal=dict(
+            # Shapes' boxes go down to ~12 pixels: keep proposals of any size (mmdet's
+            # default) instead of the seeds' 16 pixels at 600 x 1000.
+            min_bbox_size=0)),
+    test_cfg=dict(rpn=dict(min_bbox_size=0)),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=width),
+        bbox_head=dict(
+            in_channels=width,
+            # fc6 / fc7 of 128 instead of 4096 (7 * 7 * 128 = 6272 inputs): 3 classes.
+            fc_out_channels=128,
+            num_classes=len(classes))))
+
+# The images are 192 x 192: kept at that size (the Resize only records scale_factor 1
+# for the metric). Random flips as the seeds' VOC training.
+scale = (192, 192)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=scale, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+dataset_type = 'ScratchVOCDataset'
+data_root = 'data/shapes/'
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    batch_sampler=dict(type='AspectRatioBatchSampler'),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='ImageSets/Main/train.txt',
+        # No 'VOC2007/' sub-folder: the files are right under data_root.
+        data_prefix=dict(sub_data_root=''),
+        # Images without shapes stay: they teach the background too.
+        filter_cfg=dict(filter_empty_gt=False),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=8,
+    num_workers=1,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='ImageSets/Main/val.txt',
+        data_prefix=dict(sub_data_root=''),
+        test_mode=True,
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+# VOC AP as the area under the precision-recall curve (VOC2010+); difficult shapes are
+# ignored, as in VOC.
+val_evaluator = dict(type='VOCMetric', metric='mAP', eval_mode='area')
+test_evaluator = val_evaluator
+
+# The schedule: SGD with momentum as the seeds, a warm-up, then a step down.
+max_epochs = 6
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.04, momentum=0.9, weight_decay=0.0001))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=100),
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[5],
+         gamma=0.1),
+]
+# lr 0.04 is for one process with batch 8; --auto-scale-lr scales it from there.
+auto_scale_lr = dict(base_batch_size=8)
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=25),
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))
+randomness = dict(seed=0)
