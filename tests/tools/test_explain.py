@@ -181,30 +181,3 @@ def test_explain_missing_image(repo, python, tmp_path):
     assert result.returncode != 0 and 'no/such.jpeg' in result.stderr
     assert not list(tmp_path.glob('*.png'))
 
-
-def test_explain_with_voc_gt_on_shapes(repo, python, tmp_path):
-    """--gt-voc: the VOC annotation's shapes are gt, its difficult ones ignore regions."""
-    from frcnn_plugin.datasets.shapes import write_shapes
-    root = tmp_path / 'shapes'
-    write_shapes(root, seed=0, num_train=0, num_val=1)
-    xml = (root / 'Annotations' / 'val_000000.xml').read_text()
-    # Make the first shape difficult: it becomes an ignore region.
-    xml = xml.replace('<difficult>0</difficult>', '<difficult>1</difficult>', 1)
-    (root / 'Annotations' / 'val_000000.xml').write_text(xml)
-    total = xml.count('<object>')
-    out_dir = tmp_path / 'out'
-    result = subprocess.run(
-        [python, 'tools/explain.py', 'configs/frcnn_shapes.py',
-         str(root / 'JPEGImages' / 'val_000000.jpg'), '--gt-voc',
-         str(root / 'Annotations' / 'val_000000.xml'), '--out-dir', str(out_dir)],
-        cwd=repo, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = (out_dir / 'summary.txt').read_text()
-    assert total >= 2 and field(summary, 'gt boxes') == f'{total - 1} (+ 1 ignore regions)'
-    assert GT_PICTURES <= pictures(out_dir)
-    (root / 'bad.xml').write_text('<annotation><object><name>circle</name>')
-    result = subprocess.run(
-        [python, 'tools/explain.py', 'configs/frcnn_shapes.py',
-         str(root / 'JPEGImages' / 'val_000000.jpg'), '--gt-voc', str(root / 'bad.xml'),
-         '--out-dir', str(out_dir)], cwd=repo, capture_output=True, text=True)
-    assert result.returncode != 0 and 'bad.xml:1:39: not valid XML' in result.stderr
