@@ -19,8 +19,8 @@ from .autocast import float32_under_autocast
 
 
 def iou_above(rows: Tensor, cols: Tensor, iou_threshold: Tensor, offset: int) -> Tensor:
-    """``(5, m), (5, n) -> (m, n)`` bool: IoU of row box with column box
-    ``> iou_threshold``.
+    """``(..., 5, m), (..., 5, n) -> (..., m, n)`` bool: IoU of row box with column box
+    ``> iou_threshold`` (leading dimensions: independent sets of boxes).
 
     Boxes come as columns ``x1, y1, x2, y2, area`` (area precomputed once per box).
     The arithmetic is mmcv's CPU kernel's, operation for operation, so every
@@ -33,8 +33,8 @@ def iou_above(rows: Tensor, cols: Tensor, iou_threshold: Tensor, offset: int) ->
     which changes the verdict for tiny or inverted boxes (mmcv's kernel does not,
     so a zero-area pair gives 0/0 = NaN, which never suppresses).
     """
-    x1, y1, x2, y2, area = (c[:, None] for c in rows)          # [m, 1] each
-    x1_, y1_, x2_, y2_, area_ = (c[None, :] for c in cols)     # [1, n] each
+    x1, y1, x2, y2, area = (c[..., :, None] for c in rows.unbind(-2))       # [m, 1] each
+    x1_, y1_, x2_, y2_, area_ = (c[..., None, :] for c in cols.unbind(-2))  # [1, n] each
     w = torch.minimum(x2, x2_).sub_(torch.maximum(x1, x1_))    # [m, n]
     h = torch.minimum(y2, y2_).sub_(torch.maximum(y1, y1_))
     if offset:
@@ -76,8 +76,9 @@ BLOCK = 128
 def greedy_in_block(suppress: Tensor) -> Tensor:
     """Greedy NMS inside one block, without a loop over its boxes.
 
-    ``suppress[i, j]``: boxes ``i`` and ``j`` overlap enough for the earlier (better)
-    one to knock out the other; symmetric, as IoU is. The greedy answer is the unique
+    ``suppress[..., i, j]``: boxes ``i`` and ``j`` overlap enough for the earlier
+    (better) one to knock out the other; symmetric, as IoU is (leading dimensions:
+    independent blocks, decided together). The greedy answer is the unique
     ``keep`` with ``keep[j] = no i < j has keep[i] and suppress[i, j]``; iterating that equation
     from ``keep = all`` fixes at least one more leading box per round, and any
     fixed point is the answer, so stop as soon as nothing changes (in practice
@@ -86,12 +87,20 @@ def greedy_in_block(suppress: Tensor) -> Tensor:
     # Row j, column i < j: what may knock out j. Symmetry lets each round reduce
     # over the last, contiguous dimension (twice as fast as over columns).
     knocked_by = suppress.tril_(diagonal=-1)
-    keep = torch.ones_like(knocked_by[:, 0])
+    keep = torch.ones_like(knocked_by[..., 0])
     while True:
-        new_keep = ~(knocked_by & keep[None, :]).any(-1)
+        new_keep = ~knocked_out(knocked_by, keep)
         if torch.equal(new_keep, keep):
             return keep
         keep = new_keep
+
+
+def knocked_out(knocked_by: Tensor, keep: Tensor) -> Tensor:
+    """One round of :func:`greedy_in_block`: ``(..., M, M), (..., M) -> (..., M)`` bool,
+    whether a kept box may knock out each box: ``(knocked_by & keep[..., None, :]).any(-1)``.
+    Computed on the bytes as uint8 product and maximum, which on a CPU are 1.4x (128
+    boxes) to 2.8x (256 boxes; 20 x 61 in a batch: 2.3x) faster than bool's and / any."""
+    return (knocked_by.view(torch.uint8) * keep[..., None, :]).amax(-1).bool()
 
 
 def greedy_nms_in_blocks(columns: Tensor, iou_threshold: Tensor, offset: int) -> Tensor:
@@ -158,7 +167,7 @@ def greedy_nms_without_waits(columns: Tensor, iou_threshold: Tensor, offset: int
         candidates = alive[start:end]
         keep = candidates
         for _ in range(DEVICE_ROUNDS):
-            previous, keep = keep, candidates & ~(knocked_by & keep).any(-1)
+            previous, keep = keep, candidates & ~knocked_out(knocked_by, keep)
         settled &= torch.eq(keep, previous).all()
         alive[start:end] = keep
         alive[end:] &= ~(suppress[:, end - start:] & keep[:, None]).any(0)
@@ -166,6 +175,63 @@ def greedy_nms_without_waits(columns: Tensor, iou_threshold: Tensor, offset: int
     if not bool(settled):  # computed already: read without waiting
         return greedy_nms_in_blocks(columns, iou_threshold, offset)
     return kept
+
+
+# Per-class NMS of a detection head (batched_nms with the class as group): dozens of
+# classes of a few dozen boxes each. The block walk compares each block with every box
+# still alive, whatever its class; deciding each class on its own compares only pairs
+# of one class. In tools/benchmark.py's bbox_head cases (one thread, min of 30) the NMS
+# of the seed model's 300 test RoIs (969 boxes above the score threshold in 20 classes)
+# takes 0.8 ms instead of 2.1 ms, that of R50-FPN's 1000 (3800 boxes, 80 classes) 2.3 ms
+# instead of 20 ms. Groups are decided in one padded step while the
+# groups x longest^2 comparisons stay below GROUPED_PAIRS (a few 16 MB temporaries).
+GROUPED_PAIRS = 1 << 22
+
+
+def greedy_nms_per_group(columns: Tensor, groups: Tensor, iou_threshold: Tensor,
+                         offset: int) -> Optional[Tensor]:
+    """:func:`greedy_nms` when boxes of different ``groups`` ``(N,)`` never suppress each
+    other: then the greedy walk keeps, in each group, what the walk of that group alone
+    keeps. Each group, in score order, is one row of a padded ``(G, 5, L)`` batch (NaN
+    boxes pad: their IoU is NaN, which never suppresses), and :func:`greedy_in_block`
+    decides all rows at once. Returns the kept positions, ascending; None when a group
+    is longer than the block walk's blocks (``2 * BLOCK``: the in-block rounds grow with
+    it) or the comparisons exceed ``GROUPED_PAIRS``.
+    """
+    by_group = groups.sort(stable=True)[1]  # score order kept within each group
+    sizes = groups[by_group].unique_consecutive(return_counts=True)[1]
+    num_groups, longest = sizes.numel(), int(sizes.max())
+    if longest > 2 * BLOCK or num_groups * longest * longest > GROUPED_PAIRS:
+        return None
+    starts = sizes.cumsum(0) - sizes
+    slot = torch.arange(groups.numel(), device=groups.device) - starts.repeat_interleave(sizes)
+    group = torch.arange(num_groups, device=groups.device).repeat_interleave(sizes)
+    # Each coordinate contiguous, (G, L): iou_above is 1.5-3x slower on strided ones.
+    padded = columns.new_full((5, num_groups, longest), float('nan'))
+    padded[:, group, slot] = columns[:, by_group]
+    padded = padded.transpose(0, 1)                             # [G, 5, L]
+    keep = greedy_in_block(iou_above(padded, padded, iou_threshold, offset))  # [G, L]
+    return by_group[keep[group, slot]].sort()[0]
+
+
+def groups_kept_apart(boxes: Tensor, groups: Tensor, shifted: Tensor, iou_threshold: float,
+                      offset: int) -> bool:
+    """Whether, in :func:`batched_nms`'s ``shifted`` boxes (group ``g`` moved by
+    ``g * (max + 1)``), no box can suppress one of another group.
+
+    With boxes ``>= 0`` and groups integers ``>= 0``, group ``g`` spans
+    ``[g * s, g * s + max]``, ``s = max + 1``: a gap of 1 to the next group. Rounding
+    ``s`` and the shifted values moves them by at most 5 units of roundoff
+    (``eps / 2``) of the largest shifted value ``M``, so the gap stays >= 0 while
+    ``M <= 0.25 / eps`` (2^21 in float32). A gap >= 0 is no overlap when ``offset`` is
+    0 (1 adds a pixel), and an IoU of 0 (or NaN) exceeds no ``iou_threshold >= 0``.
+    """
+    if offset != 0 or not iou_threshold >= 0 or groups.is_floating_point():
+        return False
+    # One read for the three.
+    low_box, low_group, high = torch.stack(
+        (boxes.min(), groups.min().to(boxes.dtype), shifted.max())).tolist()
+    return low_box >= 0 and low_group >= 0 and high <= 0.25 / torch.finfo(boxes.dtype).eps
 
 
 @float32_under_autocast
@@ -185,6 +251,13 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, offset: int = 0,
     ``scores <= score_threshold`` are dropped first when it is > 0; ``max_num > 0``
     truncates ``keep``.
     """
+    return _nms(boxes, scores, None, iou_threshold, offset, score_threshold, max_num)
+
+
+def _nms(boxes: Tensor, scores: Tensor, groups: Optional[Tensor], iou_threshold: float,
+         offset: int = 0, score_threshold: float = 0, max_num: int = -1) -> Tensor:
+    """:func:`nms`, told by ``groups`` ``(N,)`` (or None) that boxes of different groups
+    never suppress each other (:func:`greedy_nms_per_group`)."""
     if boxes.dim() != 2 or boxes.size(1) != 4:
         raise ValueError(f'boxes must be (N, 4), got {tuple(boxes.shape)}')
     if scores.shape != boxes.shape[:1]:
@@ -195,11 +268,17 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, offset: int = 0,
     if score_threshold > 0:
         candidates = (scores > score_threshold).nonzero().view(-1)
         boxes, scores = boxes[candidates], scores[candidates]
+        groups = None if groups is None else groups[candidates]
     order = scores.sort(descending=True)[1]
-    walk = (greedy_nms_in_blocks if device.host_reads_are_cheap(boxes)
-            else greedy_nms_without_waits)
-    keep = order[walk(score_ordered_columns(boxes[order], offset),
-                      boxes.new_tensor(float(iou_threshold)), offset)]
+    columns = score_ordered_columns(boxes[order], offset)
+    threshold = boxes.new_tensor(float(iou_threshold))
+    kept = None if groups is None else greedy_nms_per_group(columns, groups[order],
+                                                            threshold, offset)
+    if kept is None:
+        walk = (greedy_nms_in_blocks if device.host_reads_are_cheap(boxes)
+                else greedy_nms_without_waits)
+        kept = walk(columns, threshold, offset)
+    keep = order[kept]
     if max_num > 0:
         keep = keep[:max_num]
     return keep if candidates is None else candidates[keep]
@@ -230,6 +309,9 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, nms_cfg: Optional[D
       one NMS does all groups; at ``split_thr`` boxes or more, NMS runs group by
       group instead (mmcv does so to bound memory; here the shifted coordinates
       are kept in that path too, since they round differently from the originals).
+      Below it, on the CPU, groups that the shift provably keeps apart
+      (:func:`groups_kept_apart`) are decided each on its own
+      (:func:`greedy_nms_per_group`): the same boxes, fewer comparisons.
 
     Unlike mmcv, empty input gives ``dets (0, 5)`` and ``keep (0,)`` on every path.
     """
@@ -258,7 +340,14 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, nms_cfg: Optional[D
         boxes_for_nms = boxes + (idxs.to(boxes) * shift)[:, None]
 
     if boxes_for_nms.size(0) < split_thr:
-        keep = nms(boxes_for_nms, scores, **cfg)
+        # Per group when the shift provably keeps the groups apart and the block walk
+        # would take several steps; not off the CPU, where the checks would wait and
+        # greedy_nms_without_waits compares all boxes in bulk.
+        apart = (not class_agnostic and boxes.size(0) > 2 * BLOCK
+                 and device.host_reads_are_cheap(boxes)
+                 and groups_kept_apart(boxes, idxs, boxes_for_nms,
+                                       cfg.get('iou_threshold', -1), cfg.get('offset', 0)))
+        keep = _nms(boxes_for_nms, scores, idxs if apart else None, **cfg)
         scores = scores[keep]
     else:
         max_num = cfg.pop('max_num', -1)

@@ -326,3 +326,24 @@ def test_batched_nms_negative_boxes():
     boxes, scores, idxs = grouped(600, 4, groups=20)
     boxes = boxes / 10 - 60
     assert_same_batched(boxes, scores, idxs, dict(iou_threshold=0.3))
+
+
+def test_batched_nms_per_group_only_where_the_shift_keeps_groups_apart(monkeypatch):
+    """Per-class NMS decides each group on its own only where no box of one group can
+    suppress a box of another in mmcv's shifted coordinates; equal to mmcv either way."""
+    nms_module = importlib.import_module('frcnn_plugin.ops.nms')
+    per_group = nms_module.greedy_nms_per_group
+    calls = []
+    monkeypatch.setattr(nms_module, 'greedy_nms_per_group',
+                        lambda *args: calls.append(1) or per_group(*args))
+    boxes, scores, idxs = grouped(3000, 3, groups=20)
+    assert_same_batched(boxes, scores, idxs, dict(iou_threshold=0.5))
+    assert calls
+    calls.clear()
+    for b, i, cfg in ((boxes - 10, idxs, dict(iou_threshold=0.5)),  # negative coordinates
+                      (boxes, idxs - 1, dict(iou_threshold=0.5)),  # a negative group
+                      (boxes.round(), idxs, dict(iou_threshold=0.5, offset=1)),  # +1 pixel
+                      (boxes, idxs, dict(iou_threshold=-0.1)),  # IoU 0 > threshold
+                      (boxes * 1e4, idxs, dict(iou_threshold=0.5))):  # beyond 2^21: rounding
+        assert_same_batched(b, scores, i, cfg)
+    assert not calls
