@@ -255,12 +255,13 @@ class ScratchBBoxHead(BaseModule):
             if pos.numel():
                 if self.reg_decoded_bbox:
                     bbox_pred = get_box_tensor(self.bbox_coder.decode(rois[:, 1:], bbox_pred))
-                pos_pred = bbox_pred[pos]
-                if not self.reg_class_agnostic:
+                if self.reg_class_agnostic:
+                    pos_pred = bbox_pred[pos]
+                else:
                     # The seed's roi_loc[arange(n), gt_label]: each positive
-                    # is regressed by its gt class's box only.
-                    pos_pred = pos_pred.unflatten(1, (self.num_classes, -1))
-                    pos_pred = pos_pred[torch.arange(pos.numel(), device=pos.device), labels[pos]]
+                    # is regressed by its gt class's box only. One gather (and one
+                    # scatter backward), not the positives' rows and then their box.
+                    pos_pred = bbox_pred.unflatten(1, (self.num_classes, -1))[pos, labels[pos]]
                 losses['loss_bbox'] = self.loss_bbox(
                     pos_pred, bbox_targets[pos], bbox_weights[pos],
                     avg_factor=bbox_targets.size(0), reduction_override=reduction_override)

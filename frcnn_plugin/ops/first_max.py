@@ -61,10 +61,10 @@ def first_max(source: Tensor, groups: Iterable[Tuple[Tensor, Tensor]], num_bins:
                 row = rows.gather(1, first.clamp_(max=k - 1))
                 winner.index_copy_(0, bins, row.masked_fill_(top <= floor, nowhere))
             best.index_copy_(0, bins, top.clamp_(min=floor))
-    uncovered = (~covered).nonzero().flatten()
-    best.index_fill_(0, uncovered, floor if empty is None else empty)
+    uncovered = ~covered[:, None]
+    best.masked_fill_(uncovered, floor if empty is None else empty)
     if need_winner:
-        winner.index_fill_(0, uncovered, nowhere)
+        winner.masked_fill_(uncovered, nowhere)
     return best, winner
 
 

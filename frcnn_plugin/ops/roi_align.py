@@ -10,12 +10,14 @@ runs it, with a faster, leaner path for the average mode mmdet's configs use
 """
 from typing import Tuple, Union
 
+import numpy as np
 import torch
 from mmdet.registry import MODELS
 from mmengine.utils import deprecated_api_warning
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
+from . import device
 from .autocast import float32_under_autocast
 
 # mmcv's max mode starts every bin's running maximum here (not at -inf), so a bin
@@ -25,12 +27,13 @@ MAX_MODE_FLOOR = -10000.0
 MAX_MODE_CHUNK = 16
 
 
-def axis_samples(start: Tensor, size: Tensor, bins: int, grid: Tensor,
+def axis_samples(start: Tensor, size: Tensor, bins: int, grid: Tensor, max_grid: int,
                  length: int) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Bilinear taps of the samples along one axis (x or y) of every RoI.
 
     ``start``, ``size`` ``(n,)``: the RoI on this axis, in feature pixels;
-    ``grid`` ``(n,)``: samples per bin; ``length``: the feature map's extent.
+    ``grid`` ``(n,)``: samples per bin, ``max_grid`` (at least 1) their largest;
+    ``length``: the feature map's extent.
     Sample ``i`` of bin ``p`` sits at::
 
         pos = start + p * bin + (i + 0.5) * bin / grid        bin = size / bins
@@ -42,11 +45,10 @@ def axis_samples(start: Tensor, size: Tensor, bins: int, grid: Tensor,
     (weight ``frac``), both ``lo`` at the last pixel.
 
     Returns ``lo, hi`` (long), ``w_lo, w_hi`` and ``used`` (bool), all
-    ``(n, bins, G)`` with ``G = max(grid)``: RoIs with fewer samples are padded,
-    ``used`` is False there and the weights are 0 (as they are outside the map).
+    ``(n, bins, max_grid)``: RoIs with fewer samples are padded, ``used`` is False
+    there and the weights are 0 (as they are outside the map).
     """
     dtype = start.dtype
-    max_grid = max(int(grid.max()), 1) if grid.numel() else 1
     bin_size = (size / bins)[:, None, None]
     offsets = torch.arange(max_grid, dtype=dtype, device=start.device)
     pos = ((start[:, None, None]
@@ -72,20 +74,26 @@ def sample_taps(rois: Tensor, spatial_scale: float, output_size: Tuple[int, int]
     along x and y (``sampling_ratio``, or ``ceil(bin size)`` when it is 0)."""
     out_h, out_w = output_size
     # mmcv receives the scale as a C float.
-    scale = torch.tensor(spatial_scale, dtype=torch.float32).item()
+    scale = float(np.float32(spatial_scale))
     box = rois[:, 1:] * scale - (0.5 if aligned else 0.0)      # [K, 4]
     size = box[:, 2:] - box[:, :2]                              # [K, 2]: w, h
     if aligned:
-        if bool((size < 0).any()):
+        # mmcv's CPU kernel rejects a negative size. Its CUDA kernel does not check
+        # (such a RoI has no sample: it pools 0, here too), and on a GPU the check
+        # would wait for the device (see .device).
+        if device.host_reads_are_cheap(size) and bool((size < 0).any()):
             raise ValueError('RoIs in RoIAlign cannot have negative size')
     else:
         size = size.clamp(min=1)  # the legacy mode's 1-pixel minimum
     if sampling_ratio > 0:
         grid = torch.full_like(size, sampling_ratio, dtype=torch.long)
+        max_w, max_h = sampling_ratio, sampling_ratio
     else:
         grid = (size / size.new_tensor([out_w, out_h])).ceil().long()
-    ys = axis_samples(box[:, 1], size[:, 1], out_h, grid[:, 1], height)
-    xs = axis_samples(box[:, 0], size[:, 0], out_w, grid[:, 0], width)
+        # The samples are padded to the most of any RoI, read once for both axes.
+        max_w, max_h = grid.amax(0).clamp(min=1).tolist() if grid.numel() else (1, 1)
+    ys = axis_samples(box[:, 1], size[:, 1], out_h, grid[:, 1], max_h, height)
+    xs = axis_samples(box[:, 0], size[:, 0], out_w, grid[:, 0], max_w, width)
     return ys, xs, grid
 
 

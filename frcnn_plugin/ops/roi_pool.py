@@ -9,6 +9,7 @@ numbers through a leaner path (:func:`roi_pool_by_bin_shape`).
 """
 from typing import Tuple, Union
 
+import numpy as np
 import torch
 from mmdet.registry import MODELS
 from torch import Tensor, nn
@@ -50,7 +51,7 @@ def bin_bounds(rois: Tensor, spatial_scale: float, output_size: Tuple[int, int],
     others), ``max(x2' - x1' + 1, 1)`` cells per axis, cut by :func:`axis_bins`."""
     out_h, out_w = output_size
     # The kernels receive the scale as a C float.
-    scale = torch.tensor(spatial_scale, dtype=torch.float32).item()
+    scale = float(np.float32(spatial_scale))
     cells = round_half_away(rois[:, 1:].to(dtype) * scale).long()  # [K, 4]
     size = (cells[:, 2:] - cells[:, :2] + 1).clamp(min=1)       # [K, 2]: w, h
     y_lo, y_hi = axis_bins(cells[:, 1], size[:, 1], out_h, height, dtype)
@@ -129,7 +130,7 @@ def _bin_groups(first_cell: Tensor, rows: Tensor, cols: Tensor, width: int):
     cells ``(B, r * c)``, row-major (the kernel's scan order)."""
     if rows.numel() == 0:
         return
-    stride = int(cols.max()) + 1
+    stride = width + 1  # a bin spans at most the map's width: ``c < stride``
     for shape, bins in bins_by(rows * stride + cols):
         r, c = divmod(shape, stride)
         offsets = (torch.arange(r, device=rows.device)[:, None] * width

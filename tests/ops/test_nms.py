@@ -1,11 +1,14 @@
 """nms / batched_nms against mmcv.ops (the oracle) and torchvision.ops.nms."""
+import importlib
+
 import mmcv.ops
 import pytest
 import torch
 import torchvision
 
-from frcnn_plugin.ops import batched_nms, nms
-from frcnn_plugin.ops.nms import greedy_nms, score_ordered_columns
+from frcnn_plugin.ops import batched_nms, device, nms
+from frcnn_plugin.ops.nms import (DEVICE_ROUNDS, greedy_nms, greedy_nms_without_waits,
+                                  score_ordered_columns)
 
 IMAGE_W, IMAGE_H = 1333, 800
 
@@ -36,11 +39,12 @@ def mmcv_keep(boxes, scores, iou_threshold, **kwargs):
     return mmcv.ops.nms(boxes, scores, iou_threshold, **kwargs)[1]
 
 
-def plain_keep(boxes, scores, iou_threshold, offset=0):
-    """The plain greedy loop (nms() runs it in blocks)."""
+def walk_keep(walk, boxes, scores, iou_threshold, offset=0):
+    """``walk`` (the plain greedy loop, or the walk nms() takes on a GPU) on the boxes
+    in score order."""
     order = scores.sort(descending=True)[1]
-    return order[greedy_nms(score_ordered_columns(boxes[order], offset),
-                            boxes.new_tensor(iou_threshold), offset)]
+    return order[walk(score_ordered_columns(boxes[order], offset),
+                      boxes.new_tensor(iou_threshold), offset)]
 
 
 def assert_same_keep(boxes, scores, iou_threshold, **kwargs):
@@ -48,8 +52,12 @@ def assert_same_keep(boxes, scores, iou_threshold, **kwargs):
     expected = mmcv_keep(boxes, scores, iou_threshold, **kwargs)
     assert keep.dtype == torch.long
     assert torch.equal(keep, expected), (keep.shape, expected.shape)
-    if set(kwargs) <= {'offset'} and boxes.size(0) <= 1000:  # one step per kept box
-        assert torch.equal(plain_keep(boxes, scores, iou_threshold, **kwargs), expected)
+    if set(kwargs) <= {'offset'}:
+        assert torch.equal(walk_keep(greedy_nms_without_waits, boxes, scores, iou_threshold,
+                                     **kwargs), expected)
+        if boxes.size(0) <= 1000:  # one step per kept box
+            assert torch.equal(walk_keep(greedy_nms, boxes, scores, iou_threshold, **kwargs),
+                               expected)
     return keep
 
 
@@ -138,15 +146,36 @@ def test_nms_empty_input():
     assert keep.dtype == torch.long
 
 
-def test_nms_greedy_chain():
+def greedy_chain(n):
     # Each box overlaps only its two neighbours (IoU 0.6 > 0.5): greedy keeps every
     # other box, each decision depending on the one before.
-    n = 389
     x1 = torch.arange(n, dtype=torch.float32) * 10
     boxes = torch.stack((x1, torch.zeros(n), x1 + 40, torch.full((n,), 10.0)), 1)
-    scores = torch.linspace(1, 0, n)
-    keep = assert_same_keep(boxes, scores, 0.5)
+    return boxes, torch.linspace(1, 0, n)
+
+
+def test_nms_greedy_chain():
+    n = 389
+    keep = assert_same_keep(*greedy_chain(n), 0.5)
     assert torch.equal(keep, torch.arange(0, n, 2))
+
+
+def test_nms_without_waits_is_what_other_devices_run(monkeypatch):
+    """nms() walks without host reads where they wait (a GPU): forced here on the CPU.
+    A chain longer than its rounds settle is noticed and redone by the block walk."""
+    monkeypatch.setattr(device, 'host_reads_are_cheap', lambda tensor: False)
+    walks = []
+    nms_module = importlib.import_module('frcnn_plugin.ops.nms')  # the name nms is the op
+    for name in ('greedy_nms_in_blocks', 'greedy_nms_without_waits'):
+        walk = getattr(nms_module, name)
+        monkeypatch.setattr(nms_module, name,
+                            lambda *args, walk=walk, name=name: walks.append(name) or walk(*args))
+    assert_same_keep(*rpn_like(2000, 0), 0.7)
+    assert walks == ['greedy_nms_without_waits']
+    walks.clear()
+    boxes, scores = greedy_chain(4 * DEVICE_ROUNDS)  # each round settles one more box
+    assert torch.equal(nms(boxes, scores, 0.5), mmcv_keep(boxes, scores, 0.5))
+    assert walks == ['greedy_nms_without_waits', 'greedy_nms_in_blocks']
 
 
 def test_nms_keyword_arguments_equal_mmcv():
@@ -297,3 +326,24 @@ def test_batched_nms_negative_boxes():
     boxes, scores, idxs = grouped(600, 4, groups=20)
     boxes = boxes / 10 - 60
     assert_same_batched(boxes, scores, idxs, dict(iou_threshold=0.3))
+
+
+def test_batched_nms_per_group_only_where_the_shift_keeps_groups_apart(monkeypatch):
+    """Per-class NMS decides each group on its own only where no box of one group can
+    suppress a box of another in mmcv's shifted coordinates; equal to mmcv either way."""
+    nms_module = importlib.import_module('frcnn_plugin.ops.nms')
+    per_group = nms_module.greedy_nms_per_group
+    calls = []
+    monkeypatch.setattr(nms_module, 'greedy_nms_per_group',
+                        lambda *args: calls.append(1) or per_group(*args))
+    boxes, scores, idxs = grouped(3000, 3, groups=20)
+    assert_same_batched(boxes, scores, idxs, dict(iou_threshold=0.5))
+    assert calls
+    calls.clear()
+    for b, i, cfg in ((boxes - 10, idxs, dict(iou_threshold=0.5)),  # negative coordinates
+                      (boxes, idxs - 1, dict(iou_threshold=0.5)),  # a negative group
+                      (boxes.round(), idxs, dict(iou_threshold=0.5, offset=1)),  # +1 pixel
+                      (boxes, idxs, dict(iou_threshold=-0.1)),  # IoU 0 > threshold
+                      (boxes * 1e4, idxs, dict(iou_threshold=0.5))):  # beyond 2^21: rounding
+        assert_same_batched(b, scores, i, cfg)
+    assert not calls

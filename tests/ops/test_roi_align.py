@@ -5,6 +5,7 @@ import torch
 import torchvision
 from mmdet.registry import MODELS
 
+from frcnn_plugin.ops import device
 from frcnn_plugin.ops.roi_align import ScratchRoIAlign, roi_align
 
 TOL = 1e-4
@@ -158,6 +159,16 @@ def test_negative_size_raises_when_aligned():
     with pytest.raises(ValueError, match='negative size'):
         ScratchRoIAlign(7, 1 / 16)(feats, rois)
     assert_matches_mmcv(feats, rois, output_size=7, spatial_scale=1 / 16, aligned=False)
+
+
+def test_negative_size_pools_zero_where_checking_would_wait(monkeypatch):
+    """On a GPU (forced here), as mmcv's CUDA kernel: no check, no sample, 0."""
+    monkeypatch.setattr(device, 'host_reads_are_cheap', lambda tensor: False)
+    feats = features()
+    rois = torch.tensor([[0, 100., 100, 50, 150], [1, 100, 100, 150, 20], [0, 10, 10, 80, 90]])
+    out = ScratchRoIAlign(7, 1 / 16)(feats, rois)
+    assert (out[:2] == 0).all()
+    assert torch.equal(out[2:], ScratchRoIAlign(7, 1 / 16)(feats, rois[2:]))
 
 
 @pytest.mark.parametrize('pool_mode', ['avg', 'max'])
