@@ -205,10 +205,12 @@ def prepare_voc(src, out: Path, years) -> Path:
 
 def prepare_shapes(out: Path, seed: int, num_train: int, num_val: int,
                    force: bool = False) -> Path:
-    from frcnn_plugin.datasets.shapes import write_shapes
+    from frcnn_plugin.datasets.shapes import VERSION, write_shapes
 
     params = dict(seed=seed, num_train=num_train, num_val=num_val)
     checked = params == SHAPES_DEFAULTS
+    # The stamp names the generator's version too: data of an older one is not current.
+    params['version'] = VERSION
     stamp = 'shapes.json'
     if out.exists():
         try:
@@ -220,14 +222,20 @@ def prepare_shapes(out: Path, seed: int, num_train: int, num_val: int,
                 verify(out, SHAPES_SHA256)
             print(f'{out}: Shapes {params} is prepared' + (' and checks out' if checked else ''))
             return out
-        if not force:
+        # The same set made by an older generator is ours to replace: remade.
+        older = (isinstance(found, dict) and found.get('version') != VERSION
+                 and {k: v for k, v in found.items() if k != 'version'}
+                 == {k: v for k, v in params.items() if k != 'version'})
+        if older:
+            print(f'{out}: Shapes of an older generator ({found}): generating it anew')
+        elif not force:
             raise PrepareError(f'{out} exists but does not hold Shapes {params} '
                                f'({out / stamp}: {found}); rerun with --force to replace it')
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix='.shapes.') as tmp:
         staged = Path(tmp) / 'shapes'
-        counts = write_shapes(staged, **params)
+        counts = write_shapes(staged, seed=seed, num_train=num_train, num_val=num_val)
         (staged / stamp).write_text(json.dumps(params) + '\n')
         if checked:
             try:

@@ -9,8 +9,9 @@ as the custom-VOC recipe (``configs/examples/frcnn_custom_voc.py``) reads your d
     <out>/Annotations/<id>.xml             VOC XML, one <object> per shape
     <out>/ImageSets/Main/{train,val}.txt   the ids of each split
 
-Each image holds 0 to 4 shapes (about one image in ten none). A shape is a circle, a
-square or an equilateral-ish triangle, stretched to an aspect ratio between 1:2 and 2:1
+Each image holds 0 to 8 shapes (about one image in ten none; 4 on average, as the
+visibility rules below turn some away). A shape is a circle, a square or an
+equilateral-ish triangle, stretched to an aspect ratio between 1:2 and 2:1
 (so circles include ellipses and squares rectangles), rotated by any angle, sized from
 16 to 96 pixels (the geometric mean of its sides, log-uniform: one stride-16 cell to half
 the image), in a colour that stands out from the background under it. Shapes may
@@ -44,7 +45,9 @@ CLASSES = ('circle', 'square', 'triangle')
 IMAGE_SIZE = 192  # square images: 12 x 12 cells at stride 16
 MIN_SIZE, MAX_SIZE = 16, 96  # shape size: sqrt(width * height) before rotation
 MAX_ASPECT = 2.0  # width / height between 1 / MAX_ASPECT and MAX_ASPECT
-MAX_SHAPES = 4
+# Up to 8 shapes: twice the objects that 4 give for the same compute, which is what
+# makes the seeds' model learn the shapes from scratch in minutes (docs/learning.md).
+MAX_SHAPES = 8
 EMPTY_FRACTION = 0.1  # images with no shape
 MIN_VISIBLE = 0.4  # a shape keeps at least this fraction of its pixels visible
 DIFFICULT_VISIBLE = 0.6  # below this visible fraction a shape is `difficult`
@@ -53,6 +56,9 @@ MIN_BOX_SIDE = 8  # each side of a visible box, in pixels
 MIN_CONTRAST = 80.0  # RGB distance between a shape's colour and the background under it
 SUPERSAMPLE = 4  # shapes are drawn at 4x and averaged down: anti-aliased edges
 JPEG_QUALITY = 90
+# Bumped whenever the same seed starts giving other files (tools/prepare_data.py keeps
+# it in the data's stamp, so that data of an older generator is not taken for current).
+VERSION = 2
 SPLITS = ('train', 'val')
 
 

@@ -16,6 +16,7 @@ from mmengine.config import Config
 
 import frcnn_plugin  # noqa: F401  registers the plugin's modules
 from frcnn_plugin.datasets.shapes import write_shapes
+from frcnn_plugin.swap import MMDET_TYPES, retyped
 import mmdet
 from mmdet.registry import DATASETS, MODELS
 
@@ -153,6 +154,17 @@ def test_example_configs_swap_exactly_one_component():
         assert swapped[key] != original[key]
         swapped[key] = original[key]
         assert model == base, name
+
+
+def test_shapes_twin_is_the_demo_with_mmdet_components():
+    """The training-level parity twin swaps every component back, and nothing else."""
+    demo = Config.fromfile(REPO / 'configs/frcnn_shapes.py')
+    twin = Config.fromfile(REPO / 'configs/examples/frcnn_shapes_mmdet-components.py')
+    assert twin.model == retyped(demo.model, MMDET_TYPES)
+    assert twin.model != demo.model
+    for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler',
+                'train_cfg', 'randomness'):
+        assert twin[key] == demo[key], key
 
 
 def unscoped(cfg):

@@ -141,6 +141,16 @@ def test_shapes_generated_remembered_and_replaced_only_with_force(tmp_path, caps
     prepare_shapes(out, 1, 3, 2, force=True)
     assert sha256(out / 'JPEGImages/train_000000.jpg') != before
     assert [p.name for p in tmp_path.iterdir()] == ['shapes']  # no temporary left
+    # The same set from an older generator (its stamp without this one's version) is
+    # generated anew; another one is still not replaced without --force.
+    (out / 'shapes.json').write_text('{"seed": 1, "num_train": 3, "num_val": 2}\n')
+    (out / 'JPEGImages/train_000000.jpg').write_bytes(b'old')
+    prepare_shapes(out, 1, 3, 2)
+    assert 'older generator' in capsys.readouterr().out
+    assert (out / 'JPEGImages/train_000000.jpg').read_bytes() != b'old'
+    (out / 'shapes.json').write_text('{"seed": 2, "num_train": 3, "num_val": 2}\n')
+    with pytest.raises(PrepareError, match='does not hold Shapes'):
+        prepare_shapes(out, 1, 3, 2)
     with pytest.raises(SystemExit):  # argparse's error: exit status 2
         main(['shapes', '--out', str(tmp_path / 'x'), '--num-val', '-1'])
     assert 'must be >= 0' in capsys.readouterr().err
