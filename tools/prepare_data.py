@@ -3,7 +3,7 @@
 
     python tools/prepare_data.py kitti_tiny [--src DIR_OR_ZIP] [--out data/kitti_tiny]
     python tools/prepare_data.py voc [--src VOCDEVKIT] [--out data/VOCdevkit] [--years 2007 2012]
-    python tools/prepare_data.py shapes [--seed 0] [--num-train 1000] [--num-val 300]
+    python tools/prepare_data.py shapes [--seed 0] [--num-train 2500] [--num-val 300]
         [--out data/shapes]
 
 KittiTiny comes from ``--src`` (a folder or ``kitti_tiny.zip``), else from the folder
@@ -20,8 +20,9 @@ image.
 Shapes is generated (``frcnn_plugin.datasets.shapes``: circles, squares and triangles in
 VOC layout), the same bytes for the same parameters: the default ones are checked
 against ``data/checksums/shapes.sha256``. ``--out`` remembers its parameters
-(``shapes.json``): asked again for the same, it is left as it is; for others,
-``--force`` replaces it.
+(``shapes.json``): asked again for the same, it is left as it is; for other sizes of
+the same seed (or a set of an older generator) it is generated anew; another seed, or a
+folder that is not Shapes, is replaced only with ``--force``.
 """
 import argparse
 import hashlib
@@ -39,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 KITTI_TINY_URL = 'https://download.openmmlab.com/mmdetection/data/kitti_tiny.zip'
 KITTI_TINY_SHA256 = REPO / 'data' / 'checksums' / 'kitti_tiny.sha256'
 SHAPES_SHA256 = REPO / 'data' / 'checksums' / 'shapes.sha256'
-SHAPES_DEFAULTS = dict(seed=0, num_train=1000, num_val=300)
+SHAPES_DEFAULTS = dict(seed=0, num_train=2500, num_val=300)
 VOC_URLS = {
     '2007': ['http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar',
              'http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar'],
@@ -222,12 +223,13 @@ def prepare_shapes(out: Path, seed: int, num_train: int, num_val: int,
                 verify(out, SHAPES_SHA256)
             print(f'{out}: Shapes {params} is prepared' + (' and checks out' if checked else ''))
             return out
-        # The same set made by an older generator is ours to replace: remade.
-        older = (isinstance(found, dict) and found.get('version') != VERSION
-                 and {k: v for k, v in found.items() if k != 'version'}
-                 == {k: v for k, v in params.items() if k != 'version'})
-        if older:
-            print(f'{out}: Shapes of an older generator ({found}): generating it anew')
+        # Shapes of the same seed, made by an older generator or with other sizes (the
+        # first n images of a split are the same whatever the sizes), is ours to
+        # replace: remade. Another seed is replaced only with --force.
+        same_seed = (isinstance(found, dict) and found.keys() <= params.keys() | {'version'}
+                     and found.get('seed') == seed)
+        if same_seed:
+            print(f'{out}: Shapes {found} -> generating {params}')
         elif not force:
             raise PrepareError(f'{out} exists but does not hold Shapes {params} '
                                f'({out / stamp}: {found}); rerun with --force to replace it')
@@ -235,7 +237,9 @@ def prepare_shapes(out: Path, seed: int, num_train: int, num_val: int,
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix='.shapes.') as tmp:
         staged = Path(tmp) / 'shapes'
-        counts = write_shapes(staged, seed=seed, num_train=num_train, num_val=num_val)
+        # One process per core this process may use: the same files, sooner.
+        counts = write_shapes(staged, seed=seed, num_train=num_train, num_val=num_val,
+                              processes=len(os.sched_getaffinity(0)))
         (staged / stamp).write_text(json.dumps(params) + '\n')
         if checked:
             try:

@@ -35,6 +35,7 @@ not depend on how many are asked for, and another seed gives fresh images of the
 distribution.
 """
 import math
+import multiprocessing
 from pathlib import Path
 from typing import List, Sequence
 
@@ -81,11 +82,19 @@ def shape_polygon(label: int, width: float, height: float, angle: float,
 
 def shape_alpha(polygon: np.ndarray, size: int) -> np.ndarray:
     """Coverage in [0, 1] of each pixel of a ``size x size`` image by ``polygon``:
-    drawn at ``SUPERSAMPLE`` times the resolution and averaged down."""
+    drawn at ``SUPERSAMPLE`` times the resolution and averaged down (only within the
+    polygon's bounding box: the rest is 0)."""
+    alpha = np.zeros((size, size))
+    x0, y0 = np.clip(np.floor(polygon.min(0)).astype(int), 0, size)
+    x1, y1 = np.clip(np.ceil(polygon.max(0)).astype(int) + 1, 0, size)
+    if x1 <= x0 or y1 <= y0:
+        return alpha  # wholly outside the image
     big = Image.new('L', (size * SUPERSAMPLE, size * SUPERSAMPLE), 0)
     ImageDraw.Draw(big).polygon([tuple(p) for p in polygon * SUPERSAMPLE], fill=255)
-    small = big.resize((size, size), Image.Resampling.BOX)
-    return np.asarray(small, dtype=np.float64) / 255.0
+    box = big.crop((x0 * SUPERSAMPLE, y0 * SUPERSAMPLE, x1 * SUPERSAMPLE, y1 * SUPERSAMPLE))
+    small = box.resize((x1 - x0, y1 - y0), Image.Resampling.BOX)
+    alpha[y0:y1, x0:x1] = np.asarray(small, dtype=np.float64) / 255.0
+    return alpha
 
 
 def background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -173,7 +182,11 @@ def random_image(rng: np.random.Generator, size: int = IMAGE_SIZE):
             break
     for alpha, mask in zip(alphas, masks):
         colour = contrasting_colour(rng, img[mask].mean(0))
-        img = img * (1 - alpha[..., None]) + colour * alpha[..., None]
+        # Blended where the shape covers anything: elsewhere alpha = 0 leaves img as is.
+        rows, cols = np.nonzero(alpha.any(1))[0], np.nonzero(alpha.any(0))[0]
+        window = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        a = alpha[window][..., None]  # [h, w, 1]
+        img[window] = img[window] * (1 - a) + colour * a
     img += rng.normal(0, rng.uniform(2, 12), img.shape)  # pixel noise, shapes included
 
     objects = []
@@ -215,27 +228,39 @@ def voc_xml(image_id: str, size: int, objects: Sequence[dict]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def write_shapes(out: Path, seed: int = 0, num_train: int = 1000,
-                 num_val: int = 300) -> dict:
+def write_image(out: Path, seed: int, split_index: int, index: int) -> int:
+    """Draw image ``index`` of split ``SPLITS[split_index]`` from its own random stream
+    and write its JPEG and VOC XML under ``out``; returns its number of objects."""
+    rng = np.random.default_rng([seed, split_index, index])
+    image, objects = random_image(rng)
+    image_id = f'{SPLITS[split_index]}_{index:06d}'
+    Image.fromarray(image).save(out / 'JPEGImages' / f'{image_id}.jpg', quality=JPEG_QUALITY)
+    (out / 'Annotations' / f'{image_id}.xml').write_text(voc_xml(image_id, IMAGE_SIZE, objects))
+    return len(objects)
+
+
+def write_shapes(out: Path, seed: int = 0, num_train: int = 2500, num_val: int = 300,
+                 processes: int = 1) -> dict:
     """Write the set under ``out`` (created) in VOC layout; returns the number of images
-    and objects per split. Ids are ``<split>_<index>``, e.g. ``train_000041``."""
+    and objects per split. Ids are ``<split>_<index>``, e.g. ``train_000041``.
+
+    ``processes > 1`` draws the images in that many forked processes: the same files,
+    as each image has its own random stream."""
     out = Path(out)
     for sub in ('JPEGImages', 'Annotations', 'ImageSets/Main'):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    numbers = (num_train, num_val)
+    jobs = [(out, seed, split_index, index)
+            for split_index, number in enumerate(numbers) for index in range(number)]
+    if processes > 1:
+        with multiprocessing.get_context('fork').Pool(processes) as pool:
+            num_objects = pool.starmap(write_image, jobs, chunksize=16)
+    else:
+        num_objects = [write_image(*job) for job in jobs]
     counts = {}
-    for split_index, (split, number) in enumerate(zip(SPLITS, (num_train, num_val))):
-        ids, num_objects = [], 0
-        for index in range(number):
-            rng = np.random.default_rng([seed, split_index, index])
-            image, objects = random_image(rng)
-            image_id = f'{split}_{index:06d}'
-            Image.fromarray(image).save(out / 'JPEGImages' / f'{image_id}.jpg',
-                                        quality=JPEG_QUALITY)
-            (out / 'Annotations' / f'{image_id}.xml').write_text(
-                voc_xml(image_id, IMAGE_SIZE, objects))
-            ids.append(image_id)
-            num_objects += len(objects)
-        (out / 'ImageSets' / 'Main' / f'{split}.txt').write_text(
-            ''.join(i + '\n' for i in ids))
-        counts[split] = dict(images=number, objects=num_objects)
+    for split_index, (split, number) in enumerate(zip(SPLITS, numbers)):
+        ids = [f'{split}_{index:06d}' for index in range(number)]
+        (out / 'ImageSets' / 'Main' / f'{split}.txt').write_text(''.join(i + '\n' for i in ids))
+        first = sum(numbers[:split_index])
+        counts[split] = dict(images=number, objects=sum(num_objects[first:first + number]))
     return counts

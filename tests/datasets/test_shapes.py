@@ -47,6 +47,19 @@ def test_same_seed_same_bytes_prefix_stable_other_seed_fresh(shapes, tmp_path):
             assert not filecmp.cmp(other / name, shapes / name, shallow=False), name
 
 
+def test_processes_write_the_same_files_and_counts(shapes, tmp_path):
+    counts = write_shapes(tmp_path / 'one', seed=0, num_train=7, num_val=5)
+    assert write_shapes(tmp_path / 'two', seed=0, num_train=7, num_val=5,
+                        processes=2) == counts
+    assert files(tmp_path / 'one') == files(tmp_path / 'two')
+    for name in files(tmp_path / 'one'):
+        assert filecmp.cmp(tmp_path / 'one' / name, tmp_path / 'two' / name,
+                           shallow=False), name
+    assert counts['train']['images'] == 7 and counts['val']['images'] == 5
+    assert counts['train']['objects'] == sum(
+        len(parse(xml)) for xml in (tmp_path / 'one/Annotations').glob('train_*.xml'))
+
+
 def parse(xml_file):
     objects = []
     for obj in ET.parse(xml_file).findall('object'):

@@ -141,13 +141,17 @@ def test_shapes_generated_remembered_and_replaced_only_with_force(tmp_path, caps
     prepare_shapes(out, 1, 3, 2, force=True)
     assert sha256(out / 'JPEGImages/train_000000.jpg') != before
     assert [p.name for p in tmp_path.iterdir()] == ['shapes']  # no temporary left
-    # The same set from an older generator (its stamp without this one's version) is
-    # generated anew; another one is still not replaced without --force.
+    # The same seed from an older generator (its stamp without this one's version) or
+    # with other sizes is generated anew; another seed is still not replaced without
+    # --force.
     (out / 'shapes.json').write_text('{"seed": 1, "num_train": 3, "num_val": 2}\n')
     (out / 'JPEGImages/train_000000.jpg').write_bytes(b'old')
     prepare_shapes(out, 1, 3, 2)
-    assert 'older generator' in capsys.readouterr().out
+    assert "-> generating {'seed': 1" in capsys.readouterr().out
     assert (out / 'JPEGImages/train_000000.jpg').read_bytes() != b'old'
+    prepare_shapes(out, 1, 4, 2)
+    assert "Shapes {'seed': 1, 'num_train': 3" in capsys.readouterr().out
+    assert (out / 'ImageSets/Main/train.txt').read_text().split()[-1] == 'train_000003'
     (out / 'shapes.json').write_text('{"seed": 2, "num_train": 3, "num_val": 2}\n')
     with pytest.raises(PrepareError, match='does not hold Shapes'):
         prepare_shapes(out, 1, 3, 2)
