@@ -40,7 +40,8 @@ def test_pip_install_editable(repo, tmp_path):
     assert version == frcnn_plugin.__version__
     assert requires.split('|') == ['torch>=2.1', 'torchvision', 'mmengine<1.0,>=0.10',
                                    'mmcv<2.2.0,>=2.0.0rc4', 'mmdet<3.4,>=3.3', 'numpy',
-                                   'pytest; extra == "tests"']
+                                   'pytest; extra == "tests"',
+                                   'pytest-xdist; extra == "tests"']
     assert sysconfig.get_path('purelib') != site  # the test environment was not touched
 
 
