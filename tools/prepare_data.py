@@ -226,7 +226,7 @@ def prepare_shapes(out: Path, seed: int, num_train: int, num_val: int,
         # Shapes of the same seed, made by an older generator or with other sizes (the
         # first n images of a split are the same whatever the sizes), is ours to
         # replace: remade. Another seed is replaced only with --force.
-        same_seed = (isinstance(found, dict) and found.keys() <= params.keys() | {'version'}
+        same_seed = (isinstance(found, dict) and found.keys() <= params.keys()
                      and found.get('seed') == seed)
         if same_seed:
             print(f'{out}: Shapes {found} -> generating {params}')

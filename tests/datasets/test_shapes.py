@@ -47,7 +47,7 @@ def test_same_seed_same_bytes_prefix_stable_other_seed_fresh(shapes, tmp_path):
             assert not filecmp.cmp(other / name, shapes / name, shallow=False), name
 
 
-def test_processes_write_the_same_files_and_counts(shapes, tmp_path):
+def test_processes_write_the_same_files_and_counts(tmp_path):
     counts = write_shapes(tmp_path / 'one', seed=0, num_train=7, num_val=5)
     assert write_shapes(tmp_path / 'two', seed=0, num_train=7, num_val=5,
                         processes=2) == counts
