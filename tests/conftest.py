@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -18,44 +19,62 @@ if os.environ.get('PYTEST_XDIST_WORKER'):
 # configs with bare type names (pipelines, oracles) build outside a runner.
 register_all_modules()
 
-# How many tests marked ``cuda`` were deselected, for the summary.
-CUDA_DESELECTED = pytest.StashKey[int]()
+def compiled_mmcv() -> bool:
+    """Whether ``mmcv._ext`` is compiled mmcv's extension (not backend/mmcv_ext.py)."""
+    return not importlib.util.find_spec('mmcv._ext').origin.endswith('.py')
+
+
+# Markers whose tests are deselected (not skipped) where the environment cannot run them:
+# marker -> (whether it can, why not).
+ENVIRONMENT_MARKERS = {
+    'cuda': (torch.cuda.is_available,
+             'torch sees no CUDA device (tools/gpu_check.sh runs them on a GPU machine)'),
+    'compiled_mmcv': (compiled_mmcv,
+                      'mmcv-lite here, not compiled mmcv (MMCV_OPS=compiled make env)'),
+    'lite_mmcv': (lambda: not compiled_mmcv(), 'compiled mmcv here, not mmcv-lite'),
+}
+# How many tests of each marker were deselected, for the summary.
+DESELECTED = pytest.StashKey[dict]()
 
 
 def pytest_collection_modifyitems(config, items):
-    """Without a CUDA device, tests marked ``cuda`` are deselected, not skipped: they
-    are counted in pytest's "N deselected" (without xdist) and in a summary line
-    (:func:`pytest_terminal_summary`), never reported as passed or skipped."""
-    if torch.cuda.is_available():
-        return
-    cuda = [item for item in items if item.get_closest_marker('cuda')]
-    if cuda:
-        config.hook.pytest_deselected(items=cuda)
-        items[:] = [item for item in items if not item.get_closest_marker('cuda')]
-    config.stash[CUDA_DESELECTED] = len(cuda)
+    """Tests marked ``cuda`` (without a CUDA device), ``compiled_mmcv`` or ``lite_mmcv``
+    (in the other environment) are deselected, not skipped: they are counted in pytest's
+    "N deselected" (without xdist) and in a summary line (:func:`pytest_terminal_summary`),
+    never reported as passed or skipped."""
+    counts = {}
+    for marker, (runs_here, _) in ENVIRONMENT_MARKERS.items():
+        if runs_here():
+            continue
+        out = [item for item in items if item.get_closest_marker(marker)]
+        if out:
+            config.hook.pytest_deselected(items=out)
+            items[:] = [item for item in items if not item.get_closest_marker(marker)]
+        counts[marker] = len(out)
+    config.stash[DESELECTED] = counts
 
 
 def pytest_sessionfinish(session):
-    """An xdist worker hands its count to the controller, which prints the summary."""
+    """An xdist worker hands its counts to the controller, which prints the summary."""
     workeroutput = getattr(session.config, 'workeroutput', None)
     if workeroutput is not None:
-        workeroutput['cuda_deselected'] = session.config.stash.get(CUDA_DESELECTED, 0)
+        workeroutput['deselected'] = session.config.stash.get(DESELECTED, {})
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
-    """The controller (xdist): every worker collects every test, so any one's count."""
-    deselected = getattr(node, 'workeroutput', {}).get('cuda_deselected', 0)
-    node.config.stash[CUDA_DESELECTED] = max(deselected,
-                                             node.config.stash.get(CUDA_DESELECTED, 0))
+    """The controller (xdist): every worker collects every test, so any one's counts."""
+    counts = node.config.stash.get(DESELECTED, {})
+    for marker, count in getattr(node, 'workeroutput', {}).get('deselected', {}).items():
+        counts[marker] = max(count, counts.get(marker, 0))
+    node.config.stash[DESELECTED] = counts
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    deselected = config.stash.get(CUDA_DESELECTED, 0)
-    if deselected:
-        terminalreporter.write_line(
-            f'{deselected} tests marked cuda deselected: torch sees no CUDA device '
-            '(tools/gpu_check.sh runs them on a GPU machine)')
+    for marker, count in config.stash.get(DESELECTED, {}).items():
+        if count:
+            terminalreporter.write_line(f'{count} tests marked {marker} deselected: '
+                                        f'{ENVIRONMENT_MARKERS[marker][1]}')
 
 
 def find_kitti_tiny():

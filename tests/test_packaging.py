@@ -38,8 +38,11 @@ def test_pip_install_editable(repo, tmp_path):
     origin, version, requires = sh(venv / 'bin' / 'python', '-c', code, cwd='/').split('\n')[:3]
     assert origin == str(repo / 'frcnn_plugin' / '__init__.py')
     assert version == frcnn_plugin.__version__
+    # No mmcv among the requirements: pip would build compiled mmcv from its sdist.
     assert requires.split('|') == ['torch>=2.1', 'torchvision', 'mmengine<1.0,>=0.10',
-                                   'mmcv<2.2.0,>=2.0.0rc4', 'mmdet<3.4,>=3.3', 'numpy',
+                                   'mmdet<3.4,>=3.3', 'numpy',
+                                   'mmcv-lite<2.2.0,>=2.0.0rc4; extra == "lite"',
+                                   'mmcv<2.2.0,>=2.0.0rc4; extra == "compiled"',
                                    'pytest; extra == "tests"',
                                    'pytest-xdist; extra == "tests"']
     assert sysconfig.get_path('purelib') != site  # the test environment was not touched
@@ -53,3 +56,9 @@ def test_tools_take_mmdets_flags(repo, python):
     test = sh(python, repo / 'tools' / 'test.py', '--help')
     for flag in ('checkpoint', '--out', '--show-dir', '--tta', '--cfg-options', '--launcher'):
         assert flag in test
+
+
+def test_pip_check_finds_no_broken_requirement(python):
+    """The environment's packages agree with each other's requirements, frcnn_plugin's
+    included (it asks for no mmcv, which mmcv-lite would not satisfy)."""
+    assert 'No broken requirements found' in sh(python, '-m', 'pip', 'check')

@@ -45,8 +45,8 @@ def on_device(value):
 
 
 def mmcv_has_cuda_ops() -> bool:
-    """Whether mmcv was compiled with its CUDA kernels (tools/setup_env.sh builds them
-    on a GPU machine unless MMCV_CUDA_OPS=0)."""
+    """Whether mmcv's ops run on CUDA: always with the mmcv-lite backend (torchvision's
+    kernels); with compiled mmcv, where it was built with its CUDA kernels."""
     return mmcv.ops.get_compiling_cuda_version() != 'not available'
 
 

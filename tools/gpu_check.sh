@@ -6,15 +6,13 @@
 #   tools/gpu_check.sh [WORK_DIR]          (default work_dirs/gpu_check)
 #
 # Environment:
-#   MMCV_CUDA_OPS=0 (default) builds mmcv with its CPU ops only: minutes instead of 20+.
-#     Our components call none of mmcv's kernels, so the all-Scratch detector trains on
-#     the GPU with it; mmdet's own RoIAlign / NMS then exist on the CPU only, so the CUDA
-#     tests compare our ops with torchvision's CUDA kernels, and the benchmark leaves
-#     out the cases whose mmdet side needs mmcv's. MMCV_CUDA_OPS=1 builds mmcv's CUDA
-#     kernels too (tools/setup_env.sh's default on a GPU machine) and compares with them.
+#   MMCV_OPS: as tools/setup_env.sh. The default set-up compiles nothing: mmdet's own
+#     RoIAlign / NMS run on torchvision's CUDA kernels (backend/mmcv_ext.py), so the CUDA
+#     tests and the benchmark compare ours with them on the GPU. MMCV_OPS=compiled builds
+#     compiled mmcv with its CUDA kernels instead (20+ min) and compares with those.
 #   TRAIN_IMAGES (default 400), TRAIN_EPOCHS (default 2): each training run's share of
 #     the training set (its first images) and epochs.
-#   PYTHON, FRCNN_CACHE_DIR, MAX_JOBS: as tools/setup_env.sh.
+#   PYTHON, FRCNN_CACHE_DIR, MAX_JOBS, MMCV_CUDA_OPS: as tools/setup_env.sh.
 #
 # Every step runs even if an earlier one failed; the exit status is 1 if any failed.
 # Each step's full output is in WORK_DIR/<step>.log.
@@ -25,7 +23,6 @@ cd "$ROOT" || exit 1
 WORK=${1:-work_dirs/gpu_check}
 TRAIN_IMAGES=${TRAIN_IMAGES:-400}
 TRAIN_EPOCHS=${TRAIN_EPOCHS:-2}
-export MMCV_CUDA_OPS=${MMCV_CUDA_OPS:-0}
 PY=.venv/bin/python
 mkdir -p "$WORK"
 declare -a SUMMARY=()
