@@ -2,7 +2,8 @@
 # missing.
 #
 #   make train [CONFIG=...] [WORK_DIR=...] [OFFLINE=1] [TRAIN_ARGS='--amp ...']
-#   make test  [PYTEST_ARGS='-m "not slow"'] [PYTEST_WORKERS=auto]
+#   make test  [PYTEST_ARGS='-m "not slow"'] [PYTEST_WORKERS=auto]   ruff, then pytest
+#   make lint  ruff only
 #   make env   only the environment; then `source .venv/bin/activate` makes it your
 #              python: python tools/train.py CONFIG, python tools/test.py CONFIG CKPT ...
 #   make data  only KittiTiny (tools/prepare_data.py kitti_tiny)
@@ -39,7 +40,7 @@ DEMO_CKPT = $$(cat $(DEMO_DIR)/last_checkpoint)
 # longer. DEMO_AMP=1 or DEMO_AMP=0 chooses.
 DEMO_AMP ?= $(if $(shell grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && echo y),1,0)
 
-.PHONY: help env data train test demo
+.PHONY: help env data lint train test demo
 help:
 	@sed -n '1,/^$$/s/^# \{0,1\}//p' Makefile
 
@@ -52,7 +53,11 @@ data: $(ENV)
 train: $(ENV) data
 	$(PY) tools/train.py $(CONFIG) --work-dir $(WORK_DIR) $(OFFLINE_ARGS) $(TRAIN_ARGS)
 
-test: $(ENV) data
+# ruff (settings in pyproject.toml): pyflakes, pycodestyle, import order.
+lint: $(ENV)
+	$(PY) -m ruff check .
+
+test: $(ENV) data lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: $(ENV)

@@ -8,12 +8,12 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
 from mmengine.optim import OptimWrapper
 from mmengine.structures import InstanceData
 
-from frcnn_plugin.swap import retyped  # noqa: F401  (the tests import it from here)
-from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
+from frcnn_plugin.utils.swap import retyped  # noqa: F401  (the tests import it from here)
 
 
 def detector_batch(sizes=((96, 128, 4), (112, 96, 1)), num_classes=80):

@@ -5,8 +5,15 @@ import math
 import pytest
 import torch
 
-from frcnn_plugin.boxes import (anchors_inside, box_area, box_overlaps, clip_boxes,
-                                decode_deltas, encode_deltas, rescale_boxes)
+from frcnn_plugin.boxes import (
+    anchors_inside,
+    box_area,
+    box_overlaps,
+    clip_boxes,
+    decode_deltas,
+    encode_deltas,
+    rescale_boxes,
+)
 
 A = [0., 0., 10., 10.]
 B = [5., 5., 15., 15.]      # overlaps A on a 5 x 5 square

@@ -17,16 +17,16 @@ import mmcv.ops
 import pytest
 import torch
 import torchvision
+from detector_parity import detector_batch
+from mmdet.registry import MODELS, OPTIM_WRAPPERS
+from mmdet.structures import DetDataSample
 from mmengine.config import Config, ConfigDict
 from mmengine.hub import get_config
 from mmengine.optim import OptimWrapper
 from mmengine.structures import InstanceData
 
-from detector_parity import detector_batch
 from frcnn_plugin.ops import ScratchRoIAlign, ScratchRoIPool, batched_nms, nms
-from frcnn_plugin.swap import SCRATCH_TYPES, retyped
-from mmdet.registry import MODELS, OPTIM_WRAPPERS
-from mmdet.structures import DetDataSample
+from frcnn_plugin.utils.swap import SCRATCH_TYPES, retyped
 
 pytestmark = pytest.mark.cuda
 

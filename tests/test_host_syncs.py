@@ -35,8 +35,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from detector_parity import all_scratch_r50_fpn, detector_batch, random_boxes
+
 from frcnn_plugin.ops import device
 
 # The modules (frcnn_plugin.ops exports functions of the same names).

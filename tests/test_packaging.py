@@ -4,9 +4,9 @@ import sysconfig
 from pathlib import Path
 
 import torch
+from mmdet.registry import DATASETS
 
 import frcnn_plugin
-from mmdet.registry import DATASETS
 
 
 def sh(*args, **kwargs):
@@ -44,7 +44,8 @@ def test_pip_install_editable(repo, tmp_path):
                                    'mmcv-lite<2.2.0,>=2.0.0rc4; extra == "lite"',
                                    'mmcv<2.2.0,>=2.0.0rc4; extra == "compiled"',
                                    'pytest; extra == "tests"',
-                                   'pytest-xdist; extra == "tests"']
+                                   'pytest-xdist; extra == "tests"',
+                                   'ruff; extra == "tests"']
     assert sysconfig.get_path('purelib') != site  # the test environment was not touched
 
 

@@ -18,6 +18,9 @@ from typing import Callable
 import mmcv.ops
 import torch
 import torchvision
+from mmdet.registry import MODELS, TASK_UTILS
+from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import bbox2roi
 from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.structures import InstanceData
@@ -25,11 +28,8 @@ from torch.nn.modules.utils import _pair
 
 import frcnn_plugin  # noqa: F401  registers the Scratch* types
 from frcnn_plugin.ops import nms as scratch_nms
-from frcnn_plugin.swap import MMDET_TYPES, SCRATCH_TYPES, TorchvisionRoIPool, retyped
 from frcnn_plugin.ops.roi_pool import ScratchRoIPool
-from mmdet.registry import MODELS, TASK_UTILS
-from mmdet.structures import DetDataSample
-from mmdet.structures.bbox import bbox2roi
+from frcnn_plugin.utils.swap import MMDET_TYPES, SCRATCH_TYPES, TorchvisionRoIPool, retyped
 
 REPO = Path(__file__).resolve().parents[1]
 # Where the cases run; tools/benchmark.py --device sets it before building them.

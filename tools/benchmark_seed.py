@@ -9,11 +9,11 @@ sampling), ``labels (N,)`` (1 / 0 / -1 after sampling 256) and the positives' ta
 """
 import numpy as np
 import torch
+from mmdet.registry import TASK_UTILS
 from mmengine.structures import InstanceData
 
 import frcnn_plugin  # noqa: F401
 from frcnn_plugin.boxes import anchors_inside
-from mmdet.registry import TASK_UTILS
 
 IMAGE_SIZE = 800
 SUB_SAMPLE = 16

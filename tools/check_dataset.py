@@ -32,13 +32,12 @@ env_check.require_environment()
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+from mmdet.registry import DATASETS  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import frcnn_plugin  # noqa: E402,F401  registers our datasets
-from frcnn_plugin.datasets.defects import (CollectsDefects, DatasetError,  # noqa: E402
-                                           instance_defects)
-from mmdet.registry import DATASETS  # noqa: E402
+from frcnn_plugin.datasets.defects import CollectsDefects, DatasetError, instance_defects  # noqa: E402
 
 LOADERS = {'train': 'train_dataloader', 'val': 'val_dataloader',
            'test': 'test_dataloader'}

@@ -67,8 +67,11 @@ def load_model(cfg, checkpoint):
 
 
 def print_report(diagnosis: dict, suggestion) -> None:
-    from frcnn_plugin.analysis.diagnosis_report import (confusion_table, coverage_table,
-                                                        outcome_table)
+    from frcnn_plugin.analysis.diagnosis_report import (
+        confusion_table,
+        coverage_table,
+        outcome_table,
+    )
     coverage = diagnosis['anchor_coverage']
     print(f'\n{diagnosis["num_images"]} images, {diagnosis["num_gt"]} gt boxes '
           f'({diagnosis["ignored_gt_excluded"]} ignore regions excluded), score > '
@@ -92,14 +95,18 @@ def print_report(diagnosis: dict, suggestion) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    import frcnn_plugin  # noqa: F401  our registries; checkpoints under torch >= 2.6
     from mmdet.registry import DATASETS
     from mmengine.registry import init_default_scope
     from mmengine.utils import ProgressBar
 
+    import frcnn_plugin  # noqa: F401  our registries; checkpoints under torch >= 2.6
     from frcnn_plugin.analysis.diagnosis import diagnose, split_dataset_cfg, suggest_anchors
-    from frcnn_plugin.analysis.diagnosis_report import (plot_anchor_coverage, plot_outcomes,
-                                                        plot_recall, write_json)
+    from frcnn_plugin.analysis.diagnosis_report import (
+        plot_anchor_coverage,
+        plot_outcomes,
+        plot_recall,
+        write_json,
+    )
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

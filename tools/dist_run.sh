@@ -12,7 +12,7 @@
 # (device_ids=[LOCAL_RANK]) cannot work: the TOOL's arguments are then preceded by
 #   --cfg-options env_cfg.dist_cfg.backend=gloo model_wrapper_cfg.device_ids=None ...
 # (CPU_OPTIONS below); a --cfg-options of yours overrides them. (mmengine's own
-# torch.cuda.set_device there is skipped by frcnn_plugin/dist.py, which our tools call.)
+# torch.cuda.set_device there is skipped by frcnn_plugin/utils/dist.py, which our tools call.)
 set -euo pipefail
 
 GPUS=$1

@@ -67,18 +67,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
+from mmdet.structures.bbox import bbox2roi  # noqa: E402
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmengine.runner import load_checkpoint  # noqa: E402
-from mmdet.structures.bbox import bbox2roi  # noqa: E402
 from mmengine.structures import InstanceData  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 import frcnn_plugin  # noqa: E402,F401  registers our components
-from frcnn_plugin.pretrained import drop_unfetchable_weights  # noqa: E402
 from frcnn_plugin.analysis.ground_truth import read_ground_truth, scale_to_resized  # noqa: E402
 from frcnn_plugin.analysis.stages import best_anchor_ious, image_anchors  # noqa: E402
-from frcnn_plugin.pipelines import inference_pipeline  # noqa: E402
+from frcnn_plugin.utils.pipelines import inference_pipeline  # noqa: E402
+from frcnn_plugin.utils.pretrained import drop_unfetchable_weights  # noqa: E402
 
 #: The seeds' setting (seeds 000 / 002 / 003): 800 x 800, VGG16 conv5_3, 9 anchors.
 SEED_IMAGE_SIZE = (800, 800)

@@ -65,7 +65,7 @@ def load_detector(config: str, checkpoint: str, device: str):
     from mmdet.apis import init_detector
     from mmengine.config import Config
 
-    from frcnn_plugin.pipelines import inference_pipeline
+    from frcnn_plugin.utils.pipelines import inference_pipeline
 
     cfg = Config.fromfile(config)
     cfg.model.backbone.init_cfg = None  # weights come from the checkpoint: no download
@@ -84,11 +84,12 @@ def detections_to_dict(pred_instances, class_names, score_thr: float) -> dict:
 def main(argv=None):
     args = parse_args(argv)
     sys.path.insert(0, REPO)
-    import frcnn_plugin  # noqa: F401  our registries; mmengine checkpoints under torch >= 2.6
     import mmcv
     import torch
     from mmdet.apis import inference_detector
     from mmdet.visualization import DetLocalVisualizer
+
+    import frcnn_plugin  # noqa: F401  our registries; mmengine checkpoints under torch >= 2.6
 
     device = args.device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
     model, pipeline = load_detector(args.config, args.checkpoint, device)

@@ -17,7 +17,7 @@ import env_check  # first: without the environment, one line instead of a traceb
 env_check.require_environment()
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from frcnn_plugin.mmdet_tools import run_mmdet_tool  # noqa: E402
+from frcnn_plugin.utils.mmdet_tools import run_mmdet_tool  # noqa: E402
 
 if __name__ == '__main__':
     run_mmdet_tool('test.py', loaders=('test_dataloader',))

@@ -20,7 +20,7 @@ import env_check  # first: without the environment, one line instead of a traceb
 env_check.require_environment()
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from frcnn_plugin.mmdet_tools import amp_argv, run_mmdet_tool  # noqa: E402
+from frcnn_plugin.utils.mmdet_tools import amp_argv, run_mmdet_tool  # noqa: E402
 
 if __name__ == '__main__':
     sys.argv[1:] = amp_argv(sys.argv[1:])

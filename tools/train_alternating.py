@@ -5,7 +5,7 @@
         [--num-train-proposals 2000] [--proposal-nms-pre -1] [--cfg-options KEY=VALUE ...]
 
 CONFIG is the usual end-to-end ``FasterRCNN`` config; the four stage configs are
-derived from it (:mod:`frcnn_plugin.alternating`) and each runs with mmengine's Runner
+derived from it (:mod:`frcnn_plugin.engine.alternating`) and each runs with mmengine's Runner
 in its own folder, ``DIR/stage1_rpn``, ``stage2_fast_rcnn``, ``stage3_rpn`` and
 ``stage4_fast_rcnn`` (its config ``<stage>.py``, logs, checkpoints; the RPN stages'
 ``proposals/{train,val}.pkl``). The result, ``DIR/final.pth``, is a ``FasterRCNN``
@@ -28,16 +28,17 @@ import env_check  # first: without the environment, one line instead of a traceb
 env_check.require_environment()
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import frcnn_plugin  # noqa: E402,F401  (our registries; checkpoints load on torch >= 2.6)
-from frcnn_plugin import alternating as alt  # noqa: E402
-from frcnn_plugin.missing_data import missing_data_message  # noqa: E402
-from frcnn_plugin.pretrained import drop_unfetchable_weights  # noqa: E402
+from mmdet.registry import MODELS  # noqa: E402
+from mmdet.utils import register_all_modules  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmdet.registry import MODELS  # noqa: E402
-from mmdet.utils import register_all_modules  # noqa: E402
+import frcnn_plugin  # noqa: E402,F401  (our registries; checkpoints load on torch >= 2.6)
+from frcnn_plugin.engine import alternating as alt  # noqa: E402
+from frcnn_plugin.engine import stage_weights  # noqa: E402
+from frcnn_plugin.utils.missing_data import missing_data_message  # noqa: E402
+from frcnn_plugin.utils.pretrained import drop_unfetchable_weights  # noqa: E402
 
 
 def parse_args():
@@ -99,8 +100,8 @@ def dump_proposals(cfg, rpn_stage, checkpoint, args, timestamp) -> dict:
 
 
 def write_init(path: str, *parts: dict) -> str:
-    """The starting weights of a stage: the union of ``parts`` (see ``alt.take``)."""
-    alt.save_weights({k: v for part in parts for k, v in part.items()}, path)
+    """The starting weights of a stage: the union of ``parts`` (see ``stage_weights.take``)."""
+    stage_weights.save_weights({k: v for part in parts for k, v in part.items()}, path)
     return path
 
 
@@ -118,7 +119,7 @@ def main():
     epochs = args.stage_epochs or alt.default_stage_epochs(cfg.train_cfg.max_epochs)
     timestamp = time.strftime('%Y%m%d_%H%M%S')
     dirs = [osp.join(work_dir, name) for name in alt.STAGES]
-    weights = alt.load_state_dict
+    weights = stage_weights.read_state_dict
 
     s1 = alt.rpn_config(cfg, epochs[0], dirs[0])
     ckpt1 = run_stage(s1, alt.STAGES[0], timestamp)
@@ -130,8 +131,8 @@ def main():
     s3 = alt.rpn_config(cfg, epochs[2], dirs[2], frozen=True)
     os.makedirs(dirs[2], exist_ok=True)
     s3.load_from = write_init(osp.join(dirs[2], 'init.pth'),
-                              alt.take(weights(ckpt2), alt.SHARED),
-                              alt.take(weights(ckpt1), ['bbox_head']))
+                              stage_weights.take(weights(ckpt2), alt.SHARED),
+                              stage_weights.take(weights(ckpt1), ['bbox_head']))
     ckpt3 = run_stage(s3, alt.STAGES[2], timestamp)
     props3 = dump_proposals(cfg, s3, ckpt3, args, timestamp)
 
@@ -139,17 +140,17 @@ def main():
                               frozen=True)
     os.makedirs(dirs[3], exist_ok=True)
     s4.load_from = write_init(osp.join(dirs[3], 'init.pth'),
-                              alt.take(weights(ckpt3), alt.SHARED),
-                              alt.take(weights(ckpt2), ['roi_head']))
+                              stage_weights.take(weights(ckpt3), alt.SHARED),
+                              stage_weights.take(weights(ckpt2), ['roi_head']))
     ckpt4 = run_stage(s4, alt.STAGES[3], timestamp)
 
-    final = {**alt.take(weights(ckpt4), [*alt.SHARED, 'roi_head']),
-             **alt.take(weights(ckpt3), ['bbox_head'], rename={'bbox_head': 'rpn_head'})}
+    final = {**stage_weights.take(weights(ckpt4), [*alt.SHARED, 'roi_head']),
+             **stage_weights.take(weights(ckpt3), ['bbox_head'], rename={'bbox_head': 'rpn_head'})}
     # Exactly the end-to-end model's tensors: nothing missing, nothing extra.
     MODELS.build(cfg.model).load_state_dict(final, strict=True)
     out = osp.join(work_dir, 'final.pth')
-    alt.save_weights(final, out, meta=dict(
-        dataset_meta=alt.load_checkpoint(ckpt4)['meta'].get('dataset_meta'),
+    stage_weights.save_weights(final, out, meta=dict(
+        dataset_meta=stage_weights.read_checkpoint(ckpt4)['meta'].get('dataset_meta'),
         alternating_stages=dict(zip(alt.STAGES, [ckpt1, ckpt2, ckpt3, ckpt4]))))
     print_log(f'final FasterRCNN checkpoint: {out}', logger='current')
 

@@ -54,7 +54,8 @@ test_evaluator = val_evaluator
 # everything loads except the 21-way fc_cls / 84-wide fc_reg, whose shapes do not fit
 # your classes; they are re-initialised (a log line lists them) and learnt here.
 load_from = 'work_dirs/frcnn_voc/epoch_16.pth'
-# Logs exactly which checkpoint tensors did not fit and start fresh (frcnn_plugin.finetune).
+# Logs exactly which checkpoint tensors did not fit and start fresh
+# (frcnn_plugin.engine.hooks.finetune_hook).
 custom_hooks = [dict(type='FineTuneHook')]
 
 # Fine-tuning: a short schedule, the same per-image lr.

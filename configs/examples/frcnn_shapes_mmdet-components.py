@@ -1,5 +1,5 @@
 # configs/frcnn_shapes.py with every component this plugin replaces swapped back to
-# mmdet's (frcnn_plugin.swap.MMDET_TYPES): the training-level parity twin of the Shapes
+# mmdet's (frcnn_plugin.utils.swap.MMDET_TYPES): the training-level parity twin of the Shapes
 # demo (docs/learning.md). mmdet has no VGG16: the backbone stays ScratchVGG16, with the
 # same initialisation and seed.
 _base_ = '../frcnn_shapes.py'

@@ -48,7 +48,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from ..boxes import box_area, box_overlaps
-from ..pipelines import annotated_pipeline
+from ..utils.pipelines import annotated_pipeline
 from .stages import best_anchor_ious, gts_with_positive_anchor, image_anchors, rcnn_outputs
 
 IOU_THR = 0.5

@@ -30,11 +30,11 @@ import os.path as osp
 from collections import Counter
 from typing import Dict, List, Optional
 
+from mmdet.datasets import CocoDataset
+from mmdet.registry import DATASETS
 from mmengine.fileio import exists
 from mmengine.logging import print_log
 
-from mmdet.datasets import CocoDataset
-from mmdet.registry import DATASETS
 from .defects import CollectsDefects
 
 

@@ -23,12 +23,11 @@ import os.path as osp
 from collections import Counter
 from typing import List, Tuple
 
+from mmdet.datasets import BaseDetDataset, XMLDataset
+from mmdet.registry import DATASETS
 from mmengine.fileio import get_local_path, get_text, list_from_file
 from mmengine.logging import print_log
 from PIL import Image
-
-from mmdet.datasets import BaseDetDataset, XMLDataset
-from mmdet.registry import DATASETS
 
 #: Number of fields in a KITTI training label line.
 KITTI_LABEL_FIELDS = 15

@@ -25,8 +25,9 @@ Accepted (documented):
 
 Errors, each naming the file and line: a missing image-set file, annotation or image
 (naming ``<id>.png`` or the like if there is one: ``img_suffix`` reads other
-extensions, where mmdet reads ``.jpg`` only), an id with spaces inside (a per-class list such as ``cat_trainval.txt``), malformed XML,
-an object without ``<name>`` or ``<bndbox>``, a missing or non-numeric coordinate, a
+extensions, where mmdet reads ``.jpg`` only), an id with spaces inside (a per-class list
+such as ``cat_trainval.txt``), malformed XML, an object without ``<name>`` or
+``<bndbox>``, a missing or non-numeric coordinate, a
 non-integer ``<difficult>``, an inverted (``xmax < xmin``) or zero-size
 (``xmax == xmin``) box, a box entirely outside its image, and a ``<size>`` that
 disagrees with the image. All of them are collected, then raised together as one
@@ -40,12 +41,12 @@ import xml.etree.ElementTree as ET
 from typing import Dict, List, Optional, Tuple
 from xml.parsers import expat
 
+from mmdet.datasets import VOCDataset
+from mmdet.registry import DATASETS
 from mmengine.fileio import get, get_local_path
 from mmengine.logging import print_log
 from PIL import Image, UnidentifiedImageError
 
-from mmdet.datasets import VOCDataset
-from mmdet.registry import DATASETS
 from .defects import CollectsDefects
 
 BOX_TAGS = ('xmin', 'ymin', 'xmax', 'ymax')

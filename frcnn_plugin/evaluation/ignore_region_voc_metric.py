@@ -30,11 +30,10 @@ from functools import partial
 from typing import List, Optional, Sequence
 
 import numpy as np
-from mmengine.logging import MMLogger
-
 from mmdet.evaluation import VOCMetric, bbox_overlaps, eval_map
 from mmdet.evaluation.functional.mean_ap import tpfp_default
 from mmdet.registry import METRICS
+from mmengine.logging import MMLogger
 
 
 def tpfp_ignoring_regions(det_bboxes: np.ndarray,

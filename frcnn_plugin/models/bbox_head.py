@@ -17,11 +17,11 @@ from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmdet.registry import MODELS, TASK_UTILS
+from mmdet.structures.bbox import get_box_tensor
 from mmengine.config import ConfigDict
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
-from mmdet.registry import MODELS, TASK_UTILS
-from mmdet.structures.bbox import get_box_tensor
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 

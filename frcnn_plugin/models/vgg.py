@@ -16,7 +16,6 @@ after each convolution (``norm_cfg``, as torchvision's ``vgg16_bn``).
 from typing import Optional, Sequence, Tuple
 
 from mmcv.cnn import build_norm_layer
-
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn

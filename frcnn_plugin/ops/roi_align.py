@@ -143,8 +143,8 @@ def roi_align(input: Tensor, rois: Tensor, output_size: Tuple[int, int],
 # sampling grid: on 512 RoIs of an 800 x 1333 FPN batch (256 channels, as in
 # tools/benchmark.py's roi_align case) it would allocate 8.9 GB for one temporary; this
 # path takes 1.1 s for forward and backward there on one thread (torchvision's kernel
-# 1.3 s; a whole R50-FPN training iteration ~10 s). Bilinear weights
-# factor into a y part and an x part, so the weights of every feature pixel in every bin form a sparse
+# 1.3 s; a whole R50-FPN training iteration ~10 s). Bilinear weights factor into a y part
+# and an x part, so the weights of every feature pixel in every bin form a sparse
 # (K * PH * PW, N * H * W) matrix; one sparse product with the channels-last features
 # gives every bin's C values, and autograd's gradient is the transposed product.
 

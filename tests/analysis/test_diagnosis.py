@@ -3,11 +3,22 @@ exactly one outcome, in the documented order, and the counts add up."""
 import torch
 from mmengine.structures import InstanceData
 
-from frcnn_plugin.analysis.diagnosis import (NOT_COVERED, STAGES, ImageRecord, anchor_coverage,
-                                             class_boxes_above, confusion_matrix,
-                                             confusion_pairs, detected, in_proposals,
-                                             lost_stages, outcome_counts, proposal_ranks,
-                                             recall_curve, suggest_anchors)
+from frcnn_plugin.analysis.diagnosis import (
+    NOT_COVERED,
+    STAGES,
+    ImageRecord,
+    anchor_coverage,
+    class_boxes_above,
+    confusion_matrix,
+    confusion_pairs,
+    detected,
+    in_proposals,
+    lost_stages,
+    outcome_counts,
+    proposal_ranks,
+    recall_curve,
+    suggest_anchors,
+)
 
 NAMES = ('cat', 'dog')
 #: Six gts, one per outcome; class 0 except gt 3 (class 1).

@@ -5,9 +5,14 @@ import json
 import pytest
 import torch
 
-from frcnn_plugin.analysis.ground_truth import (parse_gt_text, read_coco_json,
-                                                read_ground_truth, read_kitti_label,
-                                                read_voc_xml, scale_to_resized)
+from frcnn_plugin.analysis.ground_truth import (
+    parse_gt_text,
+    read_coco_json,
+    read_ground_truth,
+    read_kitti_label,
+    read_voc_xml,
+    scale_to_resized,
+)
 
 NAMES = ('Car', 'Pedestrian', 'Cyclist')
 VOC = """<annotation>

@@ -4,8 +4,7 @@ import torch
 from mmdet.registry import TASK_UTILS
 from mmengine.structures import InstanceData
 
-from frcnn_plugin.analysis.stages import (best_anchor_ious, gts_with_positive_anchor,
-                                          image_anchors)
+from frcnn_plugin.analysis.stages import best_anchor_ious, gts_with_positive_anchor, image_anchors
 
 ZEBRAS = torch.tensor([[89, 469, 249, 644], [238, 417, 415, 630], [435, 419, 580, 634],
                        [617, 462, 765, 637]], dtype=torch.float32)

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import mmcv
 import mmcv.ops
+import mmcv_kernels
 import numpy as np
 import pytest
 import torch
 import torchvision
-
-import mmcv_kernels
 from conftest import REPO
 
 SPEC = importlib.util.spec_from_file_location('mmcv_ext_backend', REPO / 'backend' / 'mmcv_ext.py')
@@ -246,7 +245,8 @@ def test_no_component_imports_the_backend():
         assert 'mmcv_ext' not in text and 'mmcv._ext' not in text, path
 
 
-@pytest.mark.parametrize('ops', ['backend', pytest.param('compiled', marks=pytest.mark.compiled_mmcv)])
+@pytest.mark.parametrize(
+    'ops', ['backend', pytest.param('compiled', marks=pytest.mark.compiled_mmcv)])
 def test_dtypes_the_kernels_refuse(ops):
     """The kernels read NMS boxes as C floats and dispatch RoIAlign for float, double
     and half: bfloat16 is refused with compiled mmcv's errors."""
@@ -305,11 +305,10 @@ def test_roi_align_negative_size_error_equals_compiled_mmcv():
 def test_stock_mmdet_detector_trains_and_predicts_the_same_on_the_backend(monkeypatch):
     """mmdet's own Faster R-CNN R50-FPN (mmcv's NMS and RoIAlign inside): two seeded SGD
     steps and a prediction on compiled mmcv's kernels, then on the backend's."""
-    from mmengine.config import Config
-
     import mmdet
     from detector_parity import detector_batch, load_random_weights, train_and_predict
     from mmdet.registry import MODELS
+    from mmengine.config import Config
     cfg = Config.fromfile(Path(mmdet.__file__).parent
                           / '.mim/configs/_base_/models/faster-rcnn_r50_fpn.py').model
     cfg.backbone.init_cfg = None

@@ -7,18 +7,18 @@ import subprocess
 from pathlib import Path
 
 import cv2
+import mmdet
 import numpy as np
 import pytest
 from coco_files import VAL
 from coco_files import write_coco as write_custom_coco
 from kitti_small import write_small_config
+from mmdet.registry import DATASETS, MODELS
 from mmengine.config import Config
 
 import frcnn_plugin  # noqa: F401  registers the plugin's modules
 from frcnn_plugin.datasets.shapes import write_shapes
-from frcnn_plugin.swap import MMDET_TYPES, retyped
-import mmdet
-from mmdet.registry import DATASETS, MODELS
+from frcnn_plugin.utils.swap import MMDET_TYPES, retyped
 
 REPO = Path(__file__).resolve().parents[2]
 # Complete configs: everything but the model-only bases under _base_/, which are built

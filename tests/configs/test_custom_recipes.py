@@ -9,13 +9,13 @@ import subprocess
 import pytest
 import torch
 from coco_files import VAL, write_coco
+from mmdet.registry import DATASETS, MODELS
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.runner import save_checkpoint
 from voc_files import CLASSES, copy_recipe, write_voc
 
 import frcnn_plugin  # noqa: F401  registers our datasets
-from mmdet.registry import DATASETS, MODELS
 
 # Speed only (CPU, 2 images a batch), appended to the recipe (editing its dicts, not
 # replacing them): 64 instead of 4096 channels in fc6 / fc7, a smaller scale, no loader

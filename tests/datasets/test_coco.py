@@ -2,9 +2,9 @@ import json
 
 import pytest
 from coco_files import TRAIN, write_coco
+from mmdet.registry import DATASETS
 
 from frcnn_plugin.datasets import DatasetError, Defect, ScratchCocoDataset
-from mmdet.registry import DATASETS
 
 
 def build(root, split='train', classes=('cat', 'dog'), dataset_type='ScratchCocoDataset',

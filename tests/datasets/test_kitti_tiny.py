@@ -2,11 +2,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from mmdet.registry import DATASETS
 from PIL import Image
 
 import frcnn_plugin  # noqa: F401  registers KittiTinyDataset
 from frcnn_plugin.datasets import KittiTinyDataset, parse_kitti_label
-from mmdet.registry import DATASETS
 
 CLASSES = ('Car', 'Pedestrian', 'Cyclist')
 # Object counts over all 75 label files of KittiTiny (shared/data/README.md).

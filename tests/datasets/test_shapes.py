@@ -5,11 +5,17 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from mmdet.registry import DATASETS
 from PIL import Image
 
-from frcnn_plugin.datasets.shapes import (CLASSES, IMAGE_SIZE, MAX_SHAPES, random_image,
-                                          voc_xml, write_shapes)
-from mmdet.registry import DATASETS
+from frcnn_plugin.datasets.shapes import (
+    CLASSES,
+    IMAGE_SIZE,
+    MAX_SHAPES,
+    random_image,
+    voc_xml,
+    write_shapes,
+)
 
 
 @pytest.fixture(scope='module')

@@ -1,12 +1,12 @@
 import logging
 
 import pytest
+from mmdet.registry import DATASETS
 from mmengine.logging import MMLogger
 from PIL import Image
 from voc_files import CLASSES, PUBLISHED, SPLITS, labelimg_xml, write_voc
 
 from frcnn_plugin.datasets import DatasetError, Defect, ScratchVOCDataset
-from mmdet.registry import DATASETS
 
 
 def build(root, split='trainval', dataset_type='ScratchVOCDataset', **kwargs):

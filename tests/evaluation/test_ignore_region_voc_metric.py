@@ -3,9 +3,9 @@ mostly inside an ignore region is not counted (KITTI's DontCare rule)."""
 import numpy as np
 import pytest
 import torch
+from mmdet.registry import METRICS
 
 import frcnn_plugin  # noqa: F401  registers IgnoreRegionVOCMetric
-from mmdet.registry import METRICS
 
 CLASSES = ('Car', 'Pedestrian', 'Cyclist')
 CAR = [100., 100., 200., 200.]

@@ -6,13 +6,13 @@ import copy
 import pytest
 import torch
 from detector_parity import load_random_weights, random_boxes
+from mmdet.registry import MODELS, TASK_UTILS
+from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import bbox2roi
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
 from frcnn_plugin.models.bbox_head import ScratchBBoxHead
-from mmdet.registry import MODELS, TASK_UTILS
-from mmdet.structures import DetDataSample
-from mmdet.structures.bbox import bbox2roi
 
 TRAIN_CFG = ConfigDict(
     assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5, neg_iou_thr=0.5, min_pos_iou=0.5,

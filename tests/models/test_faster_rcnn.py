@@ -1,15 +1,22 @@
 """Whole-detector parity: Faster R-CNN built from our components trains and predicts as
 the same detector built from mmdet's, given the same weights and seeds."""
 import torch
-from detector_parity import (assert_same_gradients, assert_same_training, detector_batch,
-                             loss_and_gradients, recorded, retyped, train_and_predict)
+from detector_parity import (
+    assert_same_gradients,
+    assert_same_training,
+    detector_batch,
+    loss_and_gradients,
+    recorded,
+    retyped,
+    train_and_predict,
+)
+from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.structures import InstanceData
 
 import frcnn_plugin  # noqa: F401  registers the Scratch* types
-from frcnn_plugin.swap import MMDET_TYPES, SCRATCH_TYPES
-from mmdet.registry import MODELS
+from frcnn_plugin.utils.swap import MMDET_TYPES, SCRATCH_TYPES
 
 
 def spell_out_iou_calculators(model_cfg):

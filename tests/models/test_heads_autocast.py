@@ -16,15 +16,15 @@ import copy
 import pytest
 import torch
 import torchvision
+from detector_parity import detector_batch
+from mmdet.registry import MODELS
 from mmengine.config import Config, ConfigDict
 from mmengine.hub import get_config
 from mmengine.optim import OptimWrapper
+from test_rpn_head import FPN_LEVELS, samples
 from torch.nn.modules.utils import _pair
 
-from detector_parity import detector_batch
-from frcnn_plugin.swap import SCRATCH_TYPES, retyped
-from mmdet.registry import MODELS
-from test_rpn_head import FPN_LEVELS, samples
+from frcnn_plugin.utils.swap import SCRATCH_TYPES, retyped
 
 BF16 = torch.bfloat16
 

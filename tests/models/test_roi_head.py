@@ -7,15 +7,15 @@ import copy
 import pytest
 import torch
 from detector_parity import load_random_weights, random_boxes
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import HorizontalBoxes, bbox2roi
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
 import frcnn_plugin  # noqa: F401  registers the Scratch* types
 from frcnn_plugin.models.roi_head import ScratchRoIHead, rois_from_boxes
-from frcnn_plugin.swap import SCRATCH_TYPES, retyped
-from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
-from mmdet.structures.bbox import HorizontalBoxes, bbox2roi
+from frcnn_plugin.utils.swap import SCRATCH_TYPES, retyped
 
 NUM_CLASSES = 5
 IMG_SHAPES = ((96, 128), (120, 100), (64, 80))

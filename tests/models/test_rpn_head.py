@@ -6,16 +6,15 @@ import copy
 
 import pytest
 import torch
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
 from mmengine.config import ConfigDict
 from mmengine.hub import get_config
 from mmengine.structures import InstanceData
 
-from frcnn_plugin.boxes import box_overlaps
-from frcnn_plugin.boxes import anchors_inside
+from frcnn_plugin.boxes import anchors_inside, box_overlaps
 from frcnn_plugin.models.rpn_head import ScratchRPNHead
-from frcnn_plugin.swap import SCRATCH_TYPES, retyped
-from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
+from frcnn_plugin.utils.swap import SCRATCH_TYPES, retyped
 
 CHANNELS = 8
 # The seed's RPN: one VGG16 map (stride 16), 9 anchors (3 scales x 3 ratios).

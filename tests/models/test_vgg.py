@@ -2,11 +2,11 @@
 import pytest
 import torch
 import torchvision
+from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.runner.checkpoint import get_torchvision_models
 
 from frcnn_plugin.models.vgg import ScratchVGG16
-from mmdet.registry import MODELS
 
 # torchvision's vgg16().features[:30]: the layers the seeds keep (seed 002, In [6]).
 SEED_LAYERS = 30

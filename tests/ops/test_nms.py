@@ -7,8 +7,12 @@ import torch
 import torchvision
 
 from frcnn_plugin.ops import batched_nms, device, nms
-from frcnn_plugin.ops.nms import (DEVICE_ROUNDS, greedy_nms, greedy_nms_without_waits,
-                                  score_ordered_columns)
+from frcnn_plugin.ops.nms import (
+    DEVICE_ROUNDS,
+    greedy_nms,
+    greedy_nms_without_waits,
+    score_ordered_columns,
+)
 
 IMAGE_W, IMAGE_H = 1333, 800
 

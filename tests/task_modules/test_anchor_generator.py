@@ -1,13 +1,13 @@
 """ScratchAnchorGenerator: the seeds' numbers, then parity with mmdet's AnchorGenerator."""
+import mmdet.models  # noqa: F401  registers the oracle AnchorGenerator
 import numpy as np
 import pytest
 import torch
-
-import mmdet.models  # noqa: F401  registers the oracle AnchorGenerator
-from frcnn_plugin.boxes import box_overlaps
-from frcnn_plugin.task_modules.anchor_generator import ScratchAnchorGenerator
 from mmdet.registry import TASK_UTILS
 from mmdet.structures.bbox import HorizontalBoxes
+
+from frcnn_plugin.boxes import box_overlaps
+from frcnn_plugin.task_modules.anchor_generator import ScratchAnchorGenerator
 
 # The seeds' RPN anchors: stride ("sub_sample") 16, 3 scales x 3 ratios, centred in
 # their 16 x 16 cell, on the 50 x 50 VGG16 feature map of an 800 x 800 image.

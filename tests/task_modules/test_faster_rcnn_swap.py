@@ -4,11 +4,11 @@ mmdet's own."""
 import pytest
 import torch
 from detector_parity import assert_same_training, detector_batch, retyped, train_and_predict
+from mmdet.registry import MODELS, TASK_UTILS
 from mmengine.hub import get_config
 
 import frcnn_plugin  # noqa: F401  registers the Scratch* types
-from frcnn_plugin.swap import SCRATCH_TYPES
-from mmdet.registry import MODELS, TASK_UTILS
+from frcnn_plugin.utils.swap import SCRATCH_TYPES
 
 # The task modules among the swaps (the rest are MODELS).
 SWAPS = {theirs: ours for theirs, ours in SCRATCH_TYPES.items() if TASK_UTILS.get(theirs)}

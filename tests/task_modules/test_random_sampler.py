@@ -1,16 +1,16 @@
 """ScratchRandomSampler: same draws as mmdet's RandomSampler from the same RNG state."""
 import copy
 
+import mmdet.models  # noqa: F401  registers the oracle RandomSampler
 import pytest
 import torch
-from mmengine.structures import InstanceData
-
-import mmdet.models  # noqa: F401  registers the oracle RandomSampler
-from frcnn_plugin.task_modules.random_sampler import ScratchRandomSampler
 from mmdet.models.task_modules.assigners import AssignResult
 from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.registry import TASK_UTILS
 from mmdet.structures.bbox import HorizontalBoxes
+from mmengine.structures import InstanceData
+
+from frcnn_plugin.task_modules.random_sampler import ScratchRandomSampler
 
 TENSOR_FIELDS = ('pos_inds', 'neg_inds', 'pos_priors', 'neg_priors', 'pos_is_gt',
                  'pos_assigned_gt_inds', 'pos_gt_labels', 'pos_gt_bboxes')

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-
 NAMES = ['anchor_generator', 'assigner', 'sampler', 'coder', 'nms', 'roi_align', 'roi_pool',
          'rpn_head', 'bbox_head', 'train_iter', 'inference']
 

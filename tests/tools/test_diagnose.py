@@ -6,14 +6,14 @@ import subprocess
 
 import pytest
 import torch
+from kitti_small import write_small_config
+from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.runner import save_checkpoint
-from mmdet.registry import MODELS
 
 import frcnn_plugin  # noqa: F401  registers our components
 from frcnn_plugin.analysis.diagnosis import STAGES
 from frcnn_plugin.datasets import KittiTinyDataset
-from kitti_small import write_small_config
 
 VAL_IDS = ['000050', '000068', '000003', '000010', '000024', '000030']
 OVERRIDES = """

@@ -83,7 +83,7 @@ def test_mmengine_pytorch_launcher_initialises_without_cuda(monkeypatch):
     from mmengine.dist import utils as dist_utils
 
     import frcnn_plugin  # noqa: F401
-    from frcnn_plugin.dist import skip_cuda_pinning_for_cpu_launch
+    from frcnn_plugin.utils.dist import skip_cuda_pinning_for_cpu_launch
     unpatched = dist_utils._init_dist_pytorch
     assert not hasattr(unpatched, 'skips_cuda_pinning')
     monkeypatch.setattr(dist_utils, '_init_dist_pytorch', unpatched)  # restored afterwards

@@ -8,9 +8,9 @@ import subprocess
 import mmcv
 import pytest
 import torch
+from mmdet.registry import MODELS, TASK_UTILS
 from mmengine.config import Config
 from mmengine.runner import save_checkpoint
-from mmdet.registry import MODELS, TASK_UTILS
 
 import frcnn_plugin  # noqa: F401  registers our components
 from frcnn_plugin.boxes import anchors_inside

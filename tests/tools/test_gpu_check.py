@@ -8,7 +8,6 @@ import sys
 import mmcv.ops
 import pytest
 import torch
-
 from detector_parity import all_scratch_r50_fpn, detector_batch
 
 

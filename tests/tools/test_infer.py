@@ -6,9 +6,9 @@ import subprocess
 import mmcv
 import pytest
 import torch
+from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.runner import save_checkpoint
-from mmdet.registry import MODELS
 
 import frcnn_plugin  # noqa: F401  registers our components
 from frcnn_plugin.datasets import KittiTinyDataset

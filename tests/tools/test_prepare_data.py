@@ -7,8 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'tools'))
 import prepare_data  # noqa: E402
-from prepare_data import (PrepareError, main, prepare_kitti_tiny, prepare_shapes,  # noqa: E402
-                          prepare_voc, sha256)
+from prepare_data import PrepareError, main, prepare_kitti_tiny, prepare_shapes, prepare_voc, sha256  # noqa: E402
 
 UNREACHABLE = 'file:///nonexistent/kitti_tiny.zip'
 

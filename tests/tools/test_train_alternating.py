@@ -7,7 +7,8 @@ import torch
 from kitti_small import run_tool, write_small_config
 from PIL import Image
 
-from frcnn_plugin import alternating as alt
+from frcnn_plugin.engine import alternating as alt
+from frcnn_plugin.engine import stage_weights
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,7 @@ def trained(repo, kitti_tiny_root, python, tmp_path_factory):
 
 
 def weights(work_dir, stage, epoch=1):
-    return alt.load_state_dict(work_dir / stage / f'epoch_{epoch}.pth')
+    return stage_weights.read_state_dict(work_dir / stage / f'epoch_{epoch}.pth')
 
 
 def under(state_dict, prefix):
@@ -76,7 +77,7 @@ def test_each_stage_changes_only_its_own_layers(trained):
     assert not changed(under(s4, 'backbone'), under(s2, 'backbone'))
     assert changed(under(s4, 'roi_head'), under(s2, 'roi_head')) == set(under(s2, 'roi_head'))
     # The frozen stages' optimizers hold no state for the shared layers.
-    state = alt.load_checkpoint(work_dir / 'stage4_fast_rcnn' / 'epoch_1.pth')
+    state = stage_weights.read_checkpoint(work_dir / 'stage4_fast_rcnn' / 'epoch_1.pth')
     assert len(state['optimizer']['state']) == len(under(s4, 'roi_head'))
 
 
@@ -103,14 +104,14 @@ def test_proposal_files_match_the_images(trained, kitti_tiny_root):
 
 def test_final_checkpoint_is_the_end_to_end_detector(trained, repo, python, tmp_path):
     config, work_dir, _ = trained
-    final = alt.load_checkpoint(work_dir / 'final.pth')
+    final = stage_weights.read_checkpoint(work_dir / 'final.pth')
     assert set(final) == {'meta', 'state_dict'}  # weights only
     assert final['meta']['dataset_meta']['classes'] == ('Car', 'Pedestrian', 'Cyclist')
     sd = final['state_dict']
     s3, s4 = weights(work_dir, 'stage3_rpn'), weights(work_dir, 'stage4_fast_rcnn')
     assert not changed(under(sd, 'backbone'), under(s4, 'backbone'))
     assert not changed(under(sd, 'roi_head'), under(s4, 'roi_head'))
-    rpn3 = alt.take(s3, ['bbox_head'], rename={'bbox_head': 'rpn_head'})
+    rpn3 = stage_weights.take(s3, ['bbox_head'], rename={'bbox_head': 'rpn_head'})
     assert not changed(under(sd, 'rpn_head'), rpn3)
     log = run_tool(python, repo, 'tools/test.py', config, work_dir / 'final.pth',
                    '--work-dir', tmp_path)
@@ -131,5 +132,5 @@ def test_rerun_skips_finished_stages_and_resumes_the_unfinished(trained, repo, p
     assert 'resumed epoch: 1, iter: 2' in log
     assert 'Epoch(train) [1]' not in log and re.search(r'Epoch\(train\) \[2\]\[2/2\]', log)
     s4 = weights(work_dir, 'stage4_fast_rcnn', epoch=2)
-    final = alt.load_state_dict(work_dir / 'final.pth')
+    final = stage_weights.read_state_dict(work_dir / 'final.pth')
     assert not changed(under(final, 'roi_head'), under(s4, 'roi_head'))

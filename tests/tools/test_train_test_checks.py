@@ -6,7 +6,6 @@ import socket
 import subprocess
 
 import pytest
-
 from kitti_small import run_tool, write_small_config
 
 PREPARE_VOC = "run 'python tools/prepare_data.py voc --years 2007'"

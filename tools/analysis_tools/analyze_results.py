@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from frcnn_plugin.mmdet_tools import run_mmdet_tool  # noqa: E402
+from frcnn_plugin.utils.mmdet_tools import run_mmdet_tool  # noqa: E402
 
 if __name__ == '__main__':
     run_mmdet_tool('analysis_tools/analyze_results.py')

@@ -1,5 +1,6 @@
 # mmdet's Faster R-CNN R50-FPN model (mmdet::_base_/models/faster-rcnn_r50_fpn.py) with every
-# Faster R-CNN component ours: RPN head, RoI head, RoI extractor with RoIAlign, bbox head, and the anchor
+# Faster R-CNN component ours: RPN head, RoI head, RoI extractor with RoIAlign, bbox head,
+# and the anchor
 # generator, box coders, assigners, IoU calculators and samplers inside them. Same numbers,
 # same parameter names: mmdet's checkpoints of this model load into it.
 _base_ = 'mmdet::_base_/models/faster-rcnn_r50_fpn.py'

@@ -13,13 +13,13 @@ import mmdet
 import pytest
 import torch
 from kitti_small import write_small_config
+from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.runner import save_checkpoint
-from mmdet.registry import MODELS
 
 import frcnn_plugin  # noqa: F401  registers our components
-from frcnn_plugin import checkpoint
-from frcnn_plugin.finetune import describe_mismatches, shape_mismatches
+from frcnn_plugin.engine import checkpoint
+from frcnn_plugin.engine.hooks.finetune_hook import describe_mismatches, shape_mismatches
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from test_checkpoint import Toy
 
 import frcnn_plugin  # noqa: F401  (what every config imports)
-from frcnn_plugin.checkpoint import loading_mmengine_checkpoints
+from frcnn_plugin.engine.checkpoint import loading_mmengine_checkpoints
 
 HISTORY_BUFFER = 'mmengine.logging.history_buffer.HistoryBuffer'
 REBUILD_FROM_TYPE = 'torch._tensor._rebuild_from_type_v2'
@@ -252,7 +252,7 @@ ATTACKS = {
                                                              integer(0)))), 8, 1, 63)),
         'numpy.dtype'),
     'our dtype stand-in named directly': (
-        lambda m: build(new(glob('frcnn_plugin.checkpoint.UnpickledDtype')),
+        lambda m: build(new(glob('frcnn_plugin.engine.checkpoint.UnpickledDtype')),
                         tup(*map(value, O8_STATE))), 'without numpy.dtype'),
     'numpy float64 flagged as holding objects': (
         lambda m: numpy_array((1, ), numpy_dtype('f8', (3, '<', None, None, None, -1, -1, 1)),
@@ -406,7 +406,7 @@ def loaded_as_plain_data_only():
         'HistoryBuffer.mean as a value': hb_getattr(glob(HISTORY_BUFFER), 'mean'),
         'getattr as a value': glob('builtins.getattr'),
         'numpy.ndarray as a value': glob('numpy.ndarray'),
-        'a stand-in class as a value': glob('frcnn_plugin.checkpoint.UnpickledArray'),
+        'a stand-in class as a value': glob('frcnn_plugin.engine.checkpoint.UnpickledArray'),
         'backward hook on a parameter': call(glob('torch._utils._rebuild_parameter'),
                                              call(glob('torch.Tensor')), pickle.NEWTRUE,
                                              mapping((integer(0), f8_array()))),
@@ -446,14 +446,15 @@ WRONG_ARGUMENTS = {
     'scalar with 1 argument': call(glob('numpy._core.multiarray.scalar'), raw(b'')),
     'getattr with 1 argument': call(glob('builtins.getattr'), glob(HISTORY_BUFFER)),
     'HistoryBuffer(1)': call(glob(HISTORY_BUFFER), integer(1)),
-    'NEWOBJ UnpickledArray(1)': new(glob('frcnn_plugin.checkpoint.UnpickledArray'), integer(1)),
+    'NEWOBJ UnpickledArray(1)': new(glob('frcnn_plugin.engine.checkpoint.UnpickledArray'),
+                                    integer(1)),
 }
 
 
 def refused(path, match: str):
     with pytest.raises(pickle.UnpicklingError) as error:
         _load_checkpoint(str(path))
-    assert f'{path}: frcnn_plugin.checkpoint refuses' in str(error.value)
+    assert f'{path}: frcnn_plugin.engine.checkpoint refuses' in str(error.value)
     assert match in str(error.value)
 
 

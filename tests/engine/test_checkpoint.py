@@ -1,7 +1,7 @@
 """Genuine checkpoints load through mmengine's loaders with weights_only=True (hostile ones:
 test_checkpoint_security.py): a stock Runner's (message hub, numpy scalars), an mmdet 2.x
 model-zoo file, torchvision's VGG16 behind ``torchvision://vgg16``; only inside mmengine's
-loading (and :func:`frcnn_plugin.checkpoint.load`), never process-wide."""
+loading (and :func:`frcnn_plugin.engine.checkpoint.load`), never process-wide."""
 import os
 import pickle
 import subprocess
@@ -19,9 +19,12 @@ from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint, get_t
 from torch import nn
 
 import frcnn_plugin  # noqa: F401  re-registers mmengine's checkpoint loaders
-from frcnn_plugin import checkpoint
-from frcnn_plugin.checkpoint import (UnpickledHistoryBuffer, history_buffer_getattr,
-                                     loading_mmengine_checkpoints)
+from frcnn_plugin.engine import checkpoint
+from frcnn_plugin.engine.checkpoint import (
+    UnpickledHistoryBuffer,
+    history_buffer_getattr,
+    loading_mmengine_checkpoints,
+)
 from frcnn_plugin.models import ScratchVGG16
 
 
@@ -85,7 +88,8 @@ def test_a_fresh_process_loads_it_only_with_the_plugin(tmp_path, python, plugin)
             '    try:\n        ckpt = load(sys.argv[1])\n'
             '        buffer = ckpt["message_hub"]["log_scalars"]["train/loss"]\n'
             '        print("loaded", buffer.statistics("mean"))\n'
-            '    except Exception as e:\n        print(type(e).__name__, " ".join(str(e).split()))\n')
+            '    except Exception as e:\n'
+            '        print(type(e).__name__, " ".join(str(e).split()))\n')
     out = subprocess.run([python, '-c', code, str(path)], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     out = [line for line in out if not line.startswith('Loads checkpoint')]

@@ -97,7 +97,7 @@ _MAX_DIMS = 64  # numpy's NPY_MAXDIMS
 # What numpy raises on a shape, size or state it cannot build.
 _NUMPY_ERRORS = (ValueError, TypeError, OverflowError, MemoryError, SystemError)
 
-_REFUSES = 'frcnn_plugin.checkpoint refuses'
+_REFUSES = 'frcnn_plugin.engine.checkpoint refuses'
 # Set in the thread inside loading_mmengine_checkpoints: torch's allowlist is process-wide.
 _THREAD = threading.local()
 
@@ -109,7 +109,8 @@ def _refuse(message: str):
 def _check_thread(name: str):
     if not getattr(_THREAD, 'loading', False):
         _refuse(f'{name} outside frcnn_plugin\'s guarded loads (another thread\'s torch.load '
-                'while one runs): load mmengine checkpoints with frcnn_plugin.checkpoint.load')
+                'while one runs): load mmengine checkpoints with '
+                'frcnn_plugin.engine.checkpoint.load')
 
 
 def _stand_in(function: Callable) -> Callable:
@@ -501,7 +502,7 @@ def load_guarded(load: Callable, source, *args, **kwargs) -> Any:
         raise pickle.UnpicklingError(f'{source}: {message}') from error
     except Exception as error:  # e.g. a TypeError from one of torch's rebuild functions
         if hasattr(error, 'add_note'):  # Python >= 3.11
-            error.add_note(f'while loading {source} (weights-only, frcnn_plugin.checkpoint)')
+            error.add_note(f'while loading {source} (weights-only, frcnn_plugin.engine.checkpoint)')
         raise
 
 

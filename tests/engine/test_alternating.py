@@ -1,4 +1,4 @@
-"""frcnn_plugin.alternating: the stage configs, the proposal pipeline, the freezing hook.
+"""frcnn_plugin.engine.alternating: the stage configs, the proposal pipeline, the freezing hook.
 
 No training here (tests/tools/test_train_alternating.py runs the tool).
 """
@@ -8,12 +8,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.dataset import Compose
 from PIL import Image
 
-from frcnn_plugin import alternating as alt
-from mmdet.registry import MODELS
+from frcnn_plugin.engine import alternating as alt
+from frcnn_plugin.engine import stage_weights
+from frcnn_plugin.engine.hooks import FreezeModulesHook
 
 PROPOSALS = {'train': '/p/train.pkl', 'val': '/p/val.pkl'}
 
@@ -120,11 +122,11 @@ def test_stage_weights_compose_the_end_to_end_model(cfg):
     rpn = MODELS.build(s1.model).state_dict()
     fast = MODELS.build(s2.model).state_dict()
     e2e = MODELS.build(cfg.model).state_dict()
-    final = {**alt.take(fast, [*alt.SHARED, 'roi_head']),
-             **alt.take(rpn, ['bbox_head'], rename={'bbox_head': 'rpn_head'})}
+    final = {**stage_weights.take(fast, [*alt.SHARED, 'roi_head']),
+             **stage_weights.take(rpn, ['bbox_head'], rename={'bbox_head': 'rpn_head'})}
     assert sorted(final) == sorted(e2e)
     assert all(final[k].shape == e2e[k].shape for k in e2e)
-    assert alt.take(rpn, ['rpn_head']) == {}  # mmdet's RPN names its head bbox_head
+    assert stage_weights.take(rpn, ['rpn_head']) == {}  # mmdet's RPN names its head bbox_head
 
 
 def test_stage_config_dumps_and_reloads(cfg, tmp_path):
@@ -176,7 +178,7 @@ def test_freeze_hook_keeps_shared_layers_bit_for_bit(freeze):
     before = copy.deepcopy(model.state_dict())
     optim = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     runner = SimpleNamespace(model=model)
-    hook = alt.FreezeModulesHook(modules=['backbone', 'neck'])
+    hook = FreezeModulesHook(modules=['backbone', 'neck'])
     if freeze:
         hook.before_train(runner)
     for i in range(3):

@@ -18,57 +18,17 @@ RPN head of stage 3 (:func:`merge_final`).
 """
 import copy
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
-import torch
 from mmengine.config import Config, ConfigDict
-from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
-from mmdet.registry import HOOKS
-
-from .checkpoint import load as load_mmengine_checkpoint
+from .hooks.freeze_modules_hook import SHARED
 
 STAGES = ('stage1_rpn', 'stage2_fast_rcnn', 'stage3_rpn', 'stage4_fast_rcnn')
 #: py-faster-rcnn alt-opt: 80k / 40k / 80k / 40k iterations (RPN, Fast R-CNN, RPN, Fast R-CNN).
 STAGE_RATIO = (2, 1, 2, 1)
-#: The layers the RPN and the Fast R-CNN share (frozen in stages 3 and 4).
-SHARED = ('backbone', 'neck')
 #: Modules the stage configs import: our components and :class:`FreezeModulesHook`.
 IMPORTS = ['frcnn_plugin']
-
-
-@HOOKS.register_module()
-class FreezeModulesHook(Hook):
-    """Keep the named submodules of the model bit-for-bit unchanged while training.
-
-    ``requires_grad=False`` leaves their ``.grad`` at ``None``, which torch optimizers
-    skip entirely (no momentum, no weight decay); eval mode before every iteration
-    stops BatchNorm running statistics (and dropout) from moving. Single-process
-    only: under DDP the parameters would have to be frozen before wrapping.
-
-    Args:
-        modules (Sequence[str]): attribute names on the detector, e.g. ``backbone``;
-            missing or ``None`` ones (a model without neck) are skipped.
-    """
-
-    priority = 'VERY_HIGH'
-
-    def __init__(self, modules: Sequence[str] = SHARED) -> None:
-        self.modules = tuple(modules)
-
-    def _frozen(self, runner) -> List[torch.nn.Module]:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        return [m for m in (getattr(model, n, None) for n in self.modules) if m is not None]
-
-    def before_train(self, runner) -> None:
-        for module in self._frozen(runner):
-            module.requires_grad_(False)
-
-    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        # The train loop calls model.train() at every epoch start: undo it here.
-        for module in self._frozen(runner):
-            module.eval()
 
 
 def default_stage_epochs(max_epochs: int) -> List[int]:
@@ -237,33 +197,3 @@ def proposal_config(cfg: Config, rpn_stage: Config, checkpoint: str, split: str,
     for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler'):
         test[key] = None
     return test
-
-
-def load_checkpoint(path: str) -> dict:
-    """An mmengine checkpoint, read with ``weights_only=True`` (see ``checkpoint.py``)."""
-    return load_mmengine_checkpoint(path, map_location='cpu')
-
-
-def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """The ``state_dict`` of an mmengine checkpoint."""
-    return load_checkpoint(path)['state_dict']
-
-
-def take(state_dict: dict, prefixes: Sequence[str], rename: Optional[Dict[str, str]] = None
-         ) -> Dict[str, torch.Tensor]:
-    """The entries under ``prefixes`` (``'backbone'`` takes ``backbone.*``), with
-    their first component renamed by ``rename`` (``{'bbox_head': 'rpn_head'}``:
-    mmdet's ``RPN`` detector calls its head ``bbox_head``, ``FasterRCNN`` ``rpn_head``).
-    """
-    rename = rename or {}
-    out = {}
-    for key, value in state_dict.items():
-        head, _, rest = key.partition('.')
-        if head in prefixes:
-            out[f'{rename.get(head, head)}.{rest}'] = value
-    return out
-
-
-def save_weights(state_dict: dict, path: str, meta: Optional[dict] = None) -> None:
-    """An mmengine-format checkpoint holding only weights: ``{'meta', 'state_dict'}``."""
-    torch.save({'meta': dict(meta or {}), 'state_dict': dict(state_dict)}, path)

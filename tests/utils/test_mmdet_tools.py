@@ -1,10 +1,10 @@
-"""frcnn_plugin.mmdet_tools: the checks before mmdet's train.py / test.py run, in this
+"""frcnn_plugin.utils.mmdet_tools: the checks before mmdet's train.py / test.py run, in this
 process (each ends it with one line, before mmdet's tool starts)."""
 import sys
 
 import pytest
 
-from frcnn_plugin.mmdet_tools import run_mmdet_tool
+from frcnn_plugin.utils.mmdet_tools import run_mmdet_tool
 
 TRAIN_VAL = ('train_dataloader', 'val_dataloader')
 

@@ -3,7 +3,7 @@ before Resize (diagnose)."""
 import pytest
 from mmengine.config import Config
 
-from frcnn_plugin.pipelines import annotated_pipeline, inference_pipeline
+from frcnn_plugin.utils.pipelines import annotated_pipeline, inference_pipeline
 
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(1, 1)),
             dict(type='mmdet.LoadAnnotations', with_bbox=True), dict(type='PackDetInputs')]

@@ -4,7 +4,7 @@ autocast on a CPU.
 mmdet's ``tools/train.py --amp`` sets ``optim_wrapper.type='AmpOptimWrapper'``, which
 refuses to start without a GPU (its loss scaler is ``torch.cuda.amp``'s). Our
 ``tools/train.py`` asks for :class:`ScratchAmpOptimWrapper` instead when no GPU is
-present (:func:`frcnn_plugin.mmdet_tools.amp_argv`); a config may also name it
+present (:func:`frcnn_plugin.utils.mmdet_tools.amp_argv`); a config may also name it
 directly, and then runs in mixed precision on either kind of machine.
 """
 import logging
@@ -12,8 +12,7 @@ from typing import Optional, Union
 
 import torch
 from mmdet.registry import OPTIM_WRAPPERS
-from mmengine.device import (is_cuda_available, is_mlu_available, is_musa_available,
-                             is_npu_available)
+from mmengine.device import is_cuda_available, is_mlu_available, is_musa_available, is_npu_available
 from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 

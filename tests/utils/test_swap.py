@@ -1,11 +1,11 @@
-"""frcnn_plugin.swap: the type map and the config rewrite the parity tests and the
+"""frcnn_plugin.utils.swap: the type map and the config rewrite the parity tests and the
 benchmark use."""
 import mmcv.ops
+from mmdet.registry import MODELS, TASK_UTILS
 from mmengine.config import ConfigDict
 
 import frcnn_plugin  # noqa: F401  registers the Scratch* types
-from frcnn_plugin.swap import SCRATCH_TYPES, retyped
-from mmdet.registry import MODELS, TASK_UTILS
+from frcnn_plugin.utils.swap import SCRATCH_TYPES, retyped
 
 
 def test_every_name_is_registered_on_both_sides():

@@ -20,10 +20,10 @@ not fit, both shapes, and that it keeps its initialisation.
 import re
 from typing import Dict, List, Tuple
 
+from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmdet.registry import HOOKS
 from torch import nn
 
 Mismatch = Tuple[str, Tuple[int, ...], Tuple[int, ...]]

@@ -1,9 +1,9 @@
-"""frcnn_plugin.missing_data: the first missing path of a config's datasets, and the
+"""frcnn_plugin.utils.missing_data: the first missing path of a config's datasets, and the
 command that provides it, for the configs a user runs, in an empty working directory."""
 import pytest
 from mmengine.config import Config
 
-from frcnn_plugin.missing_data import missing_data_message
+from frcnn_plugin.utils.missing_data import missing_data_message
 
 TRAIN_VAL = ('train_dataloader', 'val_dataloader')
 PREPARE_VOC = "run 'python tools/prepare_data.py voc --years {}' " \

@@ -4,14 +4,14 @@ import copy
 
 import pytest
 import torch
+from detector_parity import detector_batch
+from mmdet.registry import MODELS, OPTIM_WRAPPERS
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
-import frcnn_plugin.amp_optim_wrapper as amp_module
-import frcnn_plugin.mmdet_tools as mmdet_tools
-from detector_parity import detector_batch
-from frcnn_plugin.amp_optim_wrapper import ScratchAmpOptimWrapper
-from mmdet.registry import MODELS, OPTIM_WRAPPERS
+import frcnn_plugin.engine.optimizers.amp_optim_wrapper as amp_module
+import frcnn_plugin.utils.mmdet_tools as mmdet_tools
+from frcnn_plugin.engine.optimizers.amp_optim_wrapper import ScratchAmpOptimWrapper
 
 
 @pytest.fixture

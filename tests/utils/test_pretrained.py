@@ -1,4 +1,4 @@
-"""frcnn_plugin.pretrained: which downloads a config asks for, where they are cached, and
+"""frcnn_plugin.utils.pretrained: which downloads a config asks for, where they are cached, and
 which cannot be fetched. No test needs the internet: an unreachable server is a closed
 port on this machine, an answering one a local HTTP server."""
 import socket
@@ -8,8 +8,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from mmengine.config import Config
 
-from frcnn_plugin.pretrained import (drop_unfetchable_weights, source_url,
-                                     unfetchable_weights, weight_sources)
+from frcnn_plugin.utils.pretrained import (
+    drop_unfetchable_weights,
+    source_url,
+    unfetchable_weights,
+    weight_sources,
+)
 
 VGG16_URL = 'https://download.pytorch.org/models/vgg16-397923af.pth'
 

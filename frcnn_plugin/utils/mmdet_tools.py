@@ -3,14 +3,14 @@
 Our ``tools/train.py``, ``tools/test.py`` and ``tools/analysis_tools/*.py`` are these
 scripts, so they take exactly mmdet's flags and behave as mmdet's; importing
 :mod:`frcnn_plugin` first is what they add (our registries, and mmengine checkpoints readable under
-torch >= 2.6, see :mod:`frcnn_plugin.checkpoint`), and two checks of the config as the
+torch >= 2.6, see :mod:`frcnn_plugin.engine.checkpoint`), and two checks of the config as the
 tool will read it, before its runner starts:
 
 - files: a config, checkpoint or dataset path that does not exist stops the tool with
   one line naming it (for data, with the command that provides it:
-  :mod:`frcnn_plugin.missing_data`);
+  :mod:`frcnn_plugin.utils.missing_data`);
 - downloads: pretrained weights that cannot be fetched (no internet) are dropped with
-  one warning line each (:mod:`frcnn_plugin.pretrained`), passed on to the tool as
+  one warning line each (:mod:`frcnn_plugin.utils.pretrained`), passed on to the tool as
   ``--cfg-options KEY=None``, what ``make train OFFLINE=1`` passes.
 
 While the tool runs, errors in a dataset's files (:class:`~frcnn_plugin.datasets.defects.
@@ -18,7 +18,7 @@ DatasetError`, raised when the runner builds its data loaders) end the process w
 their list of ``path:line: message`` lines instead of a traceback through mmengine.
 
 For ``--launcher pytorch`` on a machine without CUDA it applies the CPU work-around of
-:mod:`frcnn_plugin.dist`.
+:mod:`frcnn_plugin.utils.dist`.
 """
 import os.path as osp
 import runpy
@@ -27,7 +27,7 @@ from typing import List, Sequence
 
 from mmengine.config import Config
 
-from .datasets.defects import DatasetError
+from ..datasets.defects import DatasetError
 from .dist import skip_cuda_pinning_for_cpu_launch
 from .missing_data import missing_data_message
 from .pretrained import drop_unfetchable_weights
@@ -90,10 +90,10 @@ def amp_argv(argv: List[str]) -> List[str]:
     mmdet turns ``--amp`` into ``optim_wrapper.type='AmpOptimWrapper'``, which
     refuses to start on a CPU-only machine. There, ``--amp`` becomes
     ``--cfg-options optim_wrapper.type=ScratchAmpOptimWrapper`` (bfloat16 autocast on
-    the CPU, :mod:`frcnn_plugin.amp_optim_wrapper`), given last so that it wins as
+    the CPU, :mod:`frcnn_plugin.engine.optimizers.amp_optim_wrapper`), given last so that it wins as
     ``--amp`` does, and one line says so. With a GPU, ``argv`` is returned as it is.
     """
-    from .amp_optim_wrapper import accelerator_available
+    from ..engine.optimizers.amp_optim_wrapper import accelerator_available
     if '--amp' not in argv or accelerator_available():
         return argv
     print('tools/train.py: --amp without a GPU: training with '
