@@ -1,8 +1,9 @@
-# The seeds' / paper's Faster R-CNN (VGG16 conv5_3, every component ours: RPN head,
+# The tutorials' / paper's Faster R-CNN (VGG16 conv5_3, every component ours: RPN head,
 # RoIPool, RoI extractor, bbox head and the task modules inside them) on KittiTiny
-# (seed 003's dataset): Car / Pedestrian / Cyclist; DontCare, Van, Truck, ... become
-# ignore regions (KittiTinyDataset does it). Schedule: the tutorial's 12 epochs with lr
-# steps at 8 and 11, evaluated once at the end with the tutorial's area-under-curve mAP.
+# (the MMDetection KittiTiny tutorial's dataset, docs/references.md): Car / Pedestrian /
+# Cyclist; DontCare, Van, Truck, ... become ignore regions (KittiTinyDataset does it).
+# Schedule: the tutorial's 12 epochs with lr steps at 8 and 11, evaluated once at the
+# end with the tutorial's area-under-curve mAP.
 #
 # Ignore regions, the tutorial's behaviour: unused. The assigners' ignore_iof_thr=-1 (in
 # the model base) makes anchors and proposals on them negatives, and VOCMetric counts a

@@ -1,11 +1,11 @@
-# The seeds' Faster R-CNN, every component ours, made small enough to learn the
+# The tutorials' Faster R-CNN, every component ours, made small enough to learn the
 # synthetic Shapes set (frcnn_plugin/datasets/shapes.py: circles, squares, triangles,
 # 192 x 192) from random initialisation on a CPU in minutes: the proof that the whole
 # pipeline learns. Data: `python tools/prepare_data.py shapes` -> data/shapes/, read by
 # ScratchVOCDataset (mmdet's VOCDataset, defects named) and VOCMetric as the custom-VOC recipe
 # (examples/frcnn_custom_voc.py) reads your data. `make demo` trains and tests it.
 #
-# The model is the seeds' (a VGG-style stride-16 backbone without a neck, 9 anchors,
+# The model is the tutorials' (a VGG-style stride-16 backbone without a neck, 9 anchors,
 # the RPN, 7 x 7 RoI features, two fc layers, per-class boxes and the same losses,
 # assigners, samplers and proposal settings); each deviation is commented below.
 _base_ = [
@@ -25,11 +25,12 @@ model = dict(
         # convolutions: 0.35 GMAC for a 192 x 192 image instead of VGG16's 11.
         # Still a max pool after each of the first four stages: stride 16.
         stage_channels=((16, ), (32, ), (64, 64), (128, 128), (width, width)),
-        # Batch normalisation after each convolution (torchvision's vgg16_bn): the seeds
+        # Batch normalisation after each convolution (torchvision's vgg16_bn): the tutorials
         # start from ImageNet weights; from random initialisation it lets a high
         # learning rate train every layer at once, in a few epochs.
         norm_cfg=dict(type='BN'),
-        # Nothing pretrained to keep: every stage trains (the seeds freeze conv1-2).
+        # Nothing pretrained to keep: every stage trains (faster-rcnn_vgg16.py freezes
+        # conv1-2, as the paper).
         frozen_stages=-1,
         # Random initialisation (torchvision's VGG init), no ImageNet weights.
         init_cfg=None),
@@ -38,25 +39,25 @@ model = dict(
         feat_channels=width,
         anchor_generator=dict(
             # Anchors of 20, 40 and 80 pixels (x ratios 0.5, 1, 2) for shapes of 12 to
-            # ~130 pixels: the seeds' 128, 256, 512 fit objects in 600 x 1000 images.
+            # ~130 pixels: the tutorials' 128, 256, 512 fit objects in 600 x 1000 images.
             scales=[1.25, 2.5, 5.0])),
     train_cfg=dict(
         rcnn=dict(
             # 64 sampled RoIs per image, up to half of them positive, instead of the
-            # seeds' 128 with a quarter: an image holds 0 to 8 shapes, and the positives
+            # tutorials' 128 with a quarter: an image holds 0 to 8 shapes, and the positives
             # are what teaches the head the shapes apart.
             sampler=dict(num=64, pos_fraction=0.5)),
         rpn_proposal=dict(
             # Shapes' boxes go down to ~12 pixels: keep proposals of any size (mmdet's
-            # default) instead of the seeds' 16 pixels at 600 x 1000.
+            # default) instead of the tutorials' 16 pixels at 600 x 1000.
             min_bbox_size=0)),
-    # At test time 100 proposals instead of the seeds' 300: an image holds at most 8
+    # At test time 100 proposals instead of the tutorials' 300: an image holds at most 8
     # shapes, and the head's cost is per proposal (val mAP the same to 0.0001, measured
     # on the earlier 9-epoch demo's checkpoint; validation in half the time).
     test_cfg=dict(rpn=dict(max_per_img=100, min_bbox_size=0)),
     roi_head=dict(
         bbox_roi_extractor=dict(
-            # RoIAlign (Mask R-CNN; mmdet's default) instead of the seeds' RoI max
+            # RoIAlign (Mask R-CNN; mmdet's default) instead of the tutorials' RoI max
             # pooling: bilinear samples instead of whole cells, which matters for shapes
             # one or two stride-16 cells wide, and a gradient to every cell sampled.
             roi_layer=dict(_delete_=True, type='ScratchRoIAlign', output_size=7,
@@ -69,8 +70,9 @@ model = dict(
             num_classes=len(classes))))
 
 # The images are 192 x 192: kept at that size (the Resize only records scale_factor 1
-# for the metric). Random flips, as the seeds' VOC training, but in every direction:
-# shapes at any angle look alike upside down (the seeds flip left-right only).
+# for the metric). Random flips, as in frcnn_voc.py's VOC training, but in every
+# direction: shapes at any angle look alike upside down (frcnn_voc.py flips left-right
+# only).
 scale = (192, 192)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -129,11 +131,11 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='VOCMetric', metric='mAP', eval_mode='area')
 test_evaluator = val_evaluator
 
-# The schedule. AdamW (Loshchilov & Hutter, 2019) instead of the seeds' SGD with
+# The schedule. AdamW (Loshchilov & Hutter, 2019) instead of the paper's SGD with
 # momentum: from random initialisation it learns these shapes in far fewer iterations
 # (docs/learning.md: the measured curves). A warm-up, the full lr for half of the
 # training, then a cosine decay to lr / 100 (SGDR, Loshchilov & Hutter, 2017, without
-# restarts) instead of the seeds' step: 5 epochs of 2500 images, 1565 iterations.
+# restarts) instead of the paper's step: 5 epochs of 2500 images, 1565 iterations.
 max_epochs = 5
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
 val_cfg = dict(type='ValLoop')

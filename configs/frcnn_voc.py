@@ -1,5 +1,5 @@
-# The seeds' / paper's Faster R-CNN (VGG16 conv5_3, every component ours) on PASCAL VOC
-# as in the paper's Table 2/3: VOC2007 trainval (5011 images) -> VOC2007 test (4952),
+# The tutorials' / paper's Faster R-CNN (VGG16 conv5_3, every component ours) on PASCAL
+# VOC as in the paper's Table 2/3: VOC2007 trainval (5011 images) -> VOC2007 test (4952),
 # shorter side 600 / longer side at most 1000, 11-point VOC07 mAP. mmdet's VOCMetric and
 # VOCDataset, the latter as ScratchVOCDataset (frcnn_plugin/datasets/voc.py: the same
 # data, every defect of the files named); data from `python tools/prepare_data.py voc`:

@@ -1,7 +1,8 @@
 """Box math, in one place. Boxes are ``(..., 4)`` tensors ``[x1, y1, x2, y2]`` in pixels.
 
-The seeds compute these with loops over numpy arrays; here each is one broadcast
-expression over all boxes, so the task modules and heads never loop over boxes.
+The tutorials (docs/references.md) compute these with loops over numpy arrays; here
+each is one broadcast expression over all boxes, so the task modules and heads never loop
+over boxes.
 """
 import math
 from numbers import Number
@@ -201,7 +202,7 @@ def anchors_inside(anchors: Tensor, img_shape: Sequence[int], allowed_border: fl
 
         x1 >= -b,  y1 >= -b,  x2 < W + b,  y2 < H + b          (b = allowed_border)
 
-    ``b = 0`` is the paper's "ignore cross-boundary anchors" (the seed's
+    ``b = 0`` is the paper's "ignore cross-boundary anchors" (the tutorials'
     ``index_inside``); ``b < 0`` keeps every anchor.
     """
     if allowed_border < 0:

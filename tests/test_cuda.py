@@ -253,7 +253,7 @@ def test_bbox_head_loss_and_detections_match_mmdet(dtype):
 # ---------------------------------------------------------------------- detector
 @pytest.mark.parametrize('amp', [False, True])
 def test_all_scratch_detector_trains_on_cuda(repo, amp):
-    """The seeds' VGG16 detector, every component ours, trains on the GPU through
+    """The tutorials' VGG16 detector, every component ours, trains on the GPU through
     mmengine's wrappers (with --amp's ScratchAmpOptimWrapper, which is mmengine's
     AmpOptimWrapper here: float16 and a loss scaler), and its weights move."""
     model_cfg = Config.fromfile(repo / 'configs/frcnn_kitti_tiny.py').model

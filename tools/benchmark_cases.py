@@ -1,7 +1,7 @@
 """The cases of tools/benchmark.py: for each benchmark name, the inputs (seeded) and a pair
 of zero-argument callables, ours and mmdet's (or mmcv's / torchvision's), doing the same
-computation on them. Also the detector builders and the seed's loop-based anchor target
-layer, re-expressed from seed 000_6d77b47622963ff7.txt (and 003, which has the same code).
+computation on them. Also the detector builders (the tutorials' loop-based anchor target
+layer is in tools/benchmark_tutorial.py).
 
 A builder ``name(quick) -> [Case, ...]`` per benchmark name; ``CASES`` lists them in order.
 Inputs are made on the CPU from seeded generators and moved to ``DEVICE``
@@ -79,7 +79,8 @@ def r50_model():
 
 
 def vgg_model():
-    """Our seed VGG16 model config (all components ours), no pretrained weights."""
+    """Our config of the tutorials' VGG16 model (all components ours), no pretrained
+    weights."""
     model = Config.fromfile(str(REPO / 'configs/_base_/models/faster-rcnn_vgg16.py')).model
     model.backbone.init_cfg = None
     return model
@@ -107,12 +108,12 @@ def pair(build, cfg):
 def anchor_generator(quick):
     fpn = dict(type='AnchorGenerator', scales=[8], ratios=[0.5, 1.0, 2.0],
                strides=[4, 8, 16, 32, 64])
-    seed = dict(type='AnchorGenerator', scales=[8, 16, 32], ratios=[0.5, 1.0, 2.0],
-                strides=[16], center_offset=0.5)
+    vgg = dict(type='AnchorGenerator', scales=[8, 16, 32], ratios=[0.5, 1.0, 2.0],
+               strides=[16], center_offset=0.5)
     cases = []
     for case, cfg, sizes in (('fpn_800x1344', fpn, [(200, 336), (100, 168), (50, 84),
                                                     (25, 42), (13, 21)]),
-                             ('seed_50x84', seed, [(50, 84)])):
+                             ('vgg_50x84', vgg, [(50, 84)])):
         ours, theirs = pair(TASK_UTILS.build, cfg)
         cases.append(Case(case, lambda g=ours, s=sizes: g.grid_priors(s, device=DEVICE),
                           lambda g=theirs, s=sizes: g.grid_priors(s, device=DEVICE)))
@@ -231,7 +232,7 @@ def roi_align(quick):
 
 
 def roi_pool(quick):
-    """ScratchRoIPool vs torchvision's RoIPool on the seed model's map (600x1000 image,
+    """ScratchRoIPool vs torchvision's RoIPool on the VGG16 model's map (600x1000 image,
     stride 16, 512 channels): 128 training RoIs forward + backward, 300 test RoIs forward."""
     g = torch.Generator().manual_seed(0)
     feat = on_device(torch.randn(1, 512, 38, 63, generator=g))
@@ -331,7 +332,7 @@ def bbox_head_cases(arch, model, img_shape, num_test):
 # ------------------------------------------------------------------- detectors
 def detector_pair(arch):
     """(ours, theirs) whole detectors with the same weights: R50-FPN from our config and
-    from mmdet's, or the seed VGG16 model and its retyping to mmdet's components."""
+    from mmdet's, or the tutorials' VGG16 model and its retyping to mmdet's components."""
     if arch == 'r50_fpn':
         ours_cfg = Config.fromfile(
             str(REPO / 'configs/_base_/models/faster-rcnn_r50_fpn_scratch.py')).model

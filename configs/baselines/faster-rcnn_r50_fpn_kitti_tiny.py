@@ -1,7 +1,8 @@
 # Stock MMDetection Faster R-CNN (R50-FPN, every component mmdet's own) on KittiTiny:
-# the recipe of MMDetection's KittiTiny tutorial (seed 003): 3 classes, fine-tuned from the
-# COCO model, lr 0.02 / 8 for batch 2, 12 epochs with steps at 8 and 11, no warm-up,
-# mAP evaluated at the end. The reference our from-scratch components are measured against.
+# the recipe of the MMDetection KittiTiny tutorial (docs/references.md): 3 classes,
+# fine-tuned from the COCO model, lr 0.02 / 8 for batch 2, 12 epochs with steps at 8
+# and 11, no warm-up, mAP evaluated at the end. The reference our from-scratch
+# components are measured against.
 # mmdet's faster-rcnn_r50_fpn_1x_coco.py composition: its model base, KittiTiny for COCO
 # and the tutorial's schedule (on mmdet's schedule_1x.py and default_runtime.py).
 #

@@ -1,7 +1,8 @@
 """KittiTiny: KITTI object-detection labels as an MMDetection 3.x dataset.
 
-Seed 003 ("Train A Detector on A Customized Dataset") wrote this as an mmdet 2.x
-``CustomDataset``; this is the same reading for mmdet 3.x's ``BaseDetDataset``.
+The MMDetection KittiTiny tutorial ('Train A Detector on A Customized Dataset';
+docs/references.md) wrote this as an mmdet 2.x ``CustomDataset``; this is the same
+reading for mmdet 3.x's ``BaseDetDataset``.
 
 Layout (the official ``kitti_tiny.zip``)::
 
@@ -14,7 +15,7 @@ Layout (the official ``kitti_tiny.zip``)::
 Each label line becomes one instance. Types in ``metainfo['classes']`` (Car,
 Pedestrian, Cyclist by default) are ground truth; every other type (DontCare, Van,
 Truck, ...) is kept as an ignore region (``ignore_flag=1``, ``bbox_label=-1`` as in
-the seed) so the pipeline hands it to the heads as ``ignored_instances``; the counts of
+the tutorial) so the pipeline hands it to the heads as ``ignored_instances``; the counts of
 each are logged when the dataset loads. Blank lines are skipped. Zero-width or
 zero-height boxes (x2 == x1) are kept as given; anything else malformed raises an
 error naming the file and line.
@@ -62,7 +63,7 @@ def parse_kitti_label(text: str, path: str) -> List[Tuple[str, List[float]]]:
 
 @DATASETS.register_module()
 class KittiTinyDataset(BaseDetDataset):
-    """KITTI-format detection dataset (KittiTiny, seed 003).
+    """KITTI-format detection dataset (KittiTiny, the MMDetection KittiTiny tutorial's).
 
     Args:
         img_suffix (str): image file extension; ``.jpeg`` in KittiTiny, ``.png`` in

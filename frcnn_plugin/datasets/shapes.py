@@ -1,4 +1,4 @@
-"""Shapes: a synthetic detection set that the seeds' model learns from scratch on a CPU.
+"""Shapes: a synthetic detection set that the tutorials' model learns from scratch on a CPU.
 
 The classic sanity check for a two-stage detector (matterport's Mask R-CNN ships one as
 its first sample): coloured circles, squares and triangles on textured backgrounds, in
@@ -47,7 +47,7 @@ IMAGE_SIZE = 192  # square images: 12 x 12 cells at stride 16
 MIN_SIZE, MAX_SIZE = 16, 96  # shape size: sqrt(width * height) before rotation
 MAX_ASPECT = 2.0  # width / height between 1 / MAX_ASPECT and MAX_ASPECT
 # Up to 8 shapes: twice the objects that 4 give for the same compute, which is what
-# makes the seeds' model learn the shapes from scratch in minutes (docs/learning.md).
+# makes the tutorials' model learn the shapes from scratch in minutes (docs/learning.md).
 MAX_SHAPES = 8
 EMPTY_FRACTION = 0.1  # images with no shape
 MIN_VISIBLE = 0.4  # a shape keeps at least this fraction of its pixels visible

@@ -1,5 +1,6 @@
-"""Model components, one per file, each named after its seed step; registered in mmdet's
-``MODELS`` as drop-ins for the mmdet modules they are named after."""
+"""Model components, one per file, each for one step of the tutorials
+(docs/references.md); registered in mmdet's ``MODELS`` as drop-ins for the mmdet modules
+they are named after."""
 from .bbox_head import ScratchBBoxHead
 from .roi_extractor import ScratchRoIExtractor
 from .roi_head import ScratchRoIHead

@@ -1,17 +1,18 @@
-"""Seed step "Fast R-CNN head": flatten the 7x7 RoI features, FC 4096, FC 4096,
+"""The Fast R-CNN head (the Korean walkthrough, '8. Fast R-CNN'; docs/references.md):
+flatten the 7x7 RoI features, FC 4096, FC 4096,
 then class scores and per-class boxes; the proposal targets encoded against the
 sampled RoIs; cross-entropy plus smooth-L1 losses; and, at test time, softmax,
 decoding and per-class NMS.
 
-The seed feeds ``k.view(n, -1)`` through ``nn.Linear(25088, 4096), nn.Linear(4096,
+The tutorials feed ``k.view(n, -1)`` through ``nn.Linear(25088, 4096), nn.Linear(4096,
 4096)`` and two predictor layers, builds targets for one image in numpy and takes
 the regression loss on ``roi_loc[arange(n), gt_label]`` of the positives. Here the
 same steps serve a whole batch at once (targets for every image in one encode,
 every class of every RoI in one decode, all classes in one NMS) behind the
 interface the RoI head (``ScratchRoIHead``, or mmdet's ``StandardRoIHead``) calls, so
-it is a drop-in for ``Shared2FCBBoxHead``. Unlike the seed (and like mmdet and the Fast R-CNN paper)
-each shared FC is followed by a ReLU: without it the two FCs collapse into one
-linear map.
+it is a drop-in for ``Shared2FCBBoxHead``. Unlike the tutorials (and like mmdet and the
+Fast R-CNN paper) each shared FC is followed by a ReLU: without it the two FCs collapse
+into one linear map.
 """
 from typing import List, Optional, Tuple
 
@@ -58,7 +59,7 @@ class ScratchBBoxHead(BaseModule):
     ``max_per_img`` are kept.
 
     Args:
-        fc_out_channels (int): width of the two shared FCs (4096 in the seed).
+        fc_out_channels (int): width of the two shared FCs (4096 in the tutorials).
         in_channels (int): channels of the RoI features.
         roi_feat_size (int or tuple): ``S``.
         num_classes (int): foreground classes ``C``.
@@ -231,7 +232,7 @@ class ScratchBBoxHead(BaseModule):
         """``loss_cls``, ``acc`` (top-1, percent) and ``loss_bbox``.
 
         The classification loss is averaged over the RoIs with a non-zero weight,
-        the box loss over all ``N`` RoIs (the seed's normaliser: negatives count,
+        the box loss over all ``N`` RoIs (the tutorials' normaliser: negatives count,
         they just have no box error).
         """
         losses = dict()
@@ -258,7 +259,7 @@ class ScratchBBoxHead(BaseModule):
                 if self.reg_class_agnostic:
                     pos_pred = bbox_pred[pos]
                 else:
-                    # The seed's roi_loc[arange(n), gt_label]: each positive
+                    # The tutorials' roi_loc[arange(n), gt_label]: each positive
                     # is regressed by its gt class's box only. One gather (and one
                     # scatter backward), not the positives' rows and then their box.
                     pos_pred = bbox_pred.unflatten(1, (self.num_classes, -1))[pos, labels[pos]]

@@ -1,6 +1,7 @@
-"""Seed step "RoI pooling" (seeds 000 / 002): cut every RoI's features out of the feature map.
+"""RoI pooling (the Korean walkthrough, '7. RoI Pooling'; the step-by-step PyTorch
+tutorial, 'Fast R-CNN'; docs/references.md): cut every RoI's features out of the map.
 
-The seeds pool the ``(128, 5)`` ``[batch_idx, x1, y1, x2, y2]`` RoIs from the one
+The tutorials pool the ``(128, 5)`` ``[batch_idx, x1, y1, x2, y2]`` RoIs from the one
 stride-16 VGG map. With a feature pyramid (FPN) each RoI is first sent to the
 level whose stride suits its size, then pooled there. This is mmdet's
 ``SingleRoIExtractor`` with the plugin's own RoI layers.

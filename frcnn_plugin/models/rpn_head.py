@@ -1,10 +1,11 @@
-"""Seed steps "RPN" (a 3x3 conv on the feature map, then a 1x1 objectness branch
-and a 1x1 box branch), "anchor target layer" (keep the anchors inside the image,
-label them against the gt boxes, sample the mini-batch, encode the box targets,
-then the multi-task loss) and "proposal layer" (decode the best-scored anchors,
-clip them to the image, drop tiny ones, NMS at 0.7, keep the top N).
+"""Three steps of the tutorials, named as the Korean walkthrough names its sections
+(docs/references.md): '4. RPN (Region Proposal Network)' (a 3x3 conv on the feature
+map, then a 1x1 objectness branch and a 1x1 box branch), '3. Anchor Target Layer' (keep
+the anchors inside the image, label them against the gt boxes, sample the mini-batch,
+encode the box targets, then '4.1 Multi-task Loss') and '5. Proposal Layer' (decode the
+best-scored anchors, clip them to the image, drop tiny ones, NMS at 0.7, keep the top N).
 
-The seeds do this for one 50x50 map with numpy loops and index bookkeeping; here
+The tutorials do this for one 50x50 map with numpy loops and index bookkeeping; here
 one class does it for any number of pyramid levels and images, each step a tensor
 expression over all anchors of an image.
 """
@@ -99,7 +100,7 @@ class ScratchRPNHead(BaseDenseHead):
         self.num_convs = num_convs
         self.feat_channels = feat_channels
         # Sigmoid: one "object" logit per anchor. Softmax: (object, background)
-        # logits, the seed's 9 x 2 channels; label 1 (= num_classes) is background.
+        # logits, the tutorials' 9 x 2 channels; label 1 (= num_classes) is background.
         self.use_sigmoid_cls = loss_cls.get('use_sigmoid', False)
         self.cls_out_channels = num_classes if self.use_sigmoid_cls else num_classes + 1
         self.reg_decoded_bbox = reg_decoded_bbox
@@ -312,7 +313,7 @@ class ScratchRPNHead(BaseDenseHead):
 
     @staticmethod
     def large_enough(bboxes: Tensor, min_bbox_size: float) -> Tensor:
-        """``(K, 4) -> (K,)`` bool: wider and higher than ``min_bbox_size`` (the seeds'
+        """``(K, 4) -> (K,)`` bool: wider and higher than ``min_bbox_size`` (the tutorials'
         ``min_size`` filter; they keep ``>=``, mmdet ``>``)."""
         widths, heights = get_box_wh(bboxes)
         return (widths > min_bbox_size) & (heights > min_bbox_size)

@@ -1,10 +1,12 @@
-"""Seed step "feature extraction by pre-trained VGG16": the shared conv feature map.
+"""Feature extraction by pre-trained VGG16 (the Korean walkthrough, '1. Feature
+extraction by pre-trained VGG16'; docs/references.md): the shared conv feature map.
 
-The seeds take torchvision's ``vgg16(pretrained=True).features`` and keep its layers
+The tutorials take torchvision's ``vgg16(pretrained=True).features`` and keep its layers
 while a dummy 800 x 800 image still comes out at least ``800 // 16 = 50`` cells wide
-(seed 002, In [6]: 30 layers, 512 channels): everything up to conv5_3's ReLU, without
-the fifth max pool. That is the backbone of the Faster R-CNN paper's VGG16 model, a
-stride-16, 512-channel feature map that the RPN and the RoI pooling both read.
+(the step-by-step PyTorch tutorial, 'Feature Extraction': 30 layers, 512 channels):
+everything up to conv5_3's ReLU, without the fifth max pool. That is the backbone of the
+Faster R-CNN paper's VGG16 model, a stride-16, 512-channel feature map that the RPN and
+the RoI pooling both read.
 
 Here the same 30 layers are built from their definition instead of cut out of a
 torchvision model, with the same module indices, so that checkpoints of torchvision's
@@ -43,13 +45,13 @@ class ScratchVGG16(BaseModule):
     torchvision's ImageNet weights (its ``classifier.*`` keys are reported unexpected and
     skipped: mmengine loads with ``strict=False``). Each pool floors, so the output is
     ``(N, 512, floor(H / 16), floor(W / 16))`` (exact with ``pad_size_divisor=16``);
-    an 800 x 800 image gives the seeds' 50 x 50 map.
+    an 800 x 800 image gives the tutorials' 50 x 50 map.
 
     The weights decide the ``data_preprocessor`` (mmdet loads images as BGR, 0-255):
 
-    - torchvision's ``torchvision://vgg16`` (the seeds' ``pretrained=True``): RGB,
+    - torchvision's ``torchvision://vgg16`` (the tutorials' ``pretrained=True``): RGB,
       ImageNet mean / std on the 0-255 scale, i.e. ``bgr_to_rgb=True``,
-      ``mean=[123.675, 116.28, 103.53]``, ``std=[58.395, 57.12, 57.375]``. The seeds
+      ``mean=[123.675, 116.28, 103.53]``, ``std=[58.395, 57.12, 57.375]``. The tutorials
       feed ``ToTensor()`` images (RGB in [0, 1], not normalised), which these weights
       were not trained on.
     - py-faster-rcnn's Caffe VGG16 (``VGG16.v2.caffemodel``, converted): BGR, mean
@@ -69,7 +71,7 @@ class ScratchVGG16(BaseModule):
             default.
         norm_cfg: a normalisation layer after each convolution (before its ReLU), e.g.
             ``dict(type='BN')`` (mmcv's ``build_norm_layer``), as torchvision's
-            ``vgg16_bn``; None (the seeds', the paper's and the default): none. The
+            ``vgg16_bn``; None (the tutorials', the paper's and the default): none. The
             layers then go conv, norm, ReLU, which changes the module indices.
         init_cfg: mmengine init config; defaults to torchvision's VGG initialisation.
     """

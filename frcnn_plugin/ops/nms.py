@@ -1,6 +1,7 @@
-"""Seed step "proposal layer: apply non-maximum suppression (threshold 0.7)".
+"""The proposal layer's non-maximum suppression at 0.7 (the step-by-step PyTorch
+tutorial, 'Generating proposals to feed Fast R-CNN network'; docs/references.md).
 
-The seed (002) walks a numpy ``order`` array in a ``while`` loop: take the best
+The tutorial walks a numpy ``order`` array in a ``while`` loop: take the best
 box, drop every box overlapping it by more than the threshold, repeat.
 :func:`greedy_nms` is that loop in torch, each step comparing the best remaining
 box with all the others at once; :func:`nms` decides the same boxes a block of them
@@ -46,7 +47,7 @@ def iou_above(rows: Tensor, cols: Tensor, iou_threshold: Tensor, offset: int) ->
 
 
 def greedy_nms(columns: Tensor, iou_threshold: Tensor, offset: int) -> Tensor:
-    """The plain algorithm, the seed's loop: ``columns (5, N)`` boxes in score order
+    """The plain algorithm, the tutorial's loop: ``columns (5, N)`` boxes in score order
     (best first, rows ``x1, y1, x2, y2, area``) -> the positions greedy NMS keeps,
     ascending. Keep the best box still in, drop every box it suppresses, repeat:
     one step per kept box."""
@@ -60,16 +61,13 @@ def greedy_nms(columns: Tensor, iou_threshold: Tensor, offset: int) -> Tensor:
     return torch.cat(keep) if keep else position
 
 
-# The fast path. The plain loop takes one step, a few dozen microseconds of torch calls,
-# per kept box: on RPN-like boxes, one thread of a loaded 2-core machine, 2000 / 6000 /
-# 12000 boxes take 0.38 / 1.0 / 4.3 s (a C kernel, torchvision's: 0.02 / 0.16 / 0.7 s),
-# and the seed model's training NMSes 12000 boxes per image in iterations of ~8 s.
-# Deciding a block of boxes per step: 0.009 / 0.09 / 0.37 s.
+# The fast path: the plain loop takes one step of torch calls per kept box, 10-40x the
+# time of deciding a block of boxes per step (docs/benchmark.md, 'Fast paths').
 
 # Boxes decided per step. A step compares the block with itself and its kept
 # boxes with every box still alive: at most BLOCK x N values per temporary
-# (128 x 12000 floats = 6 MB), never the N x N matrix (576 MB at 12000). 128
-# measured fastest on 2000-12000 RPN-like boxes (64 and 256 within ~20 %).
+# (128 x 12000 floats = 6 MB), never the N x N matrix (576 MB at 12000). 128 was
+# fastest on RPN-like boxes (docs/benchmark.md, 'Fast paths').
 BLOCK = 128
 
 
@@ -98,8 +96,8 @@ def greedy_in_block(suppress: Tensor) -> Tensor:
 def knocked_out(knocked_by: Tensor, keep: Tensor) -> Tensor:
     """One round of :func:`greedy_in_block`: ``(..., M, M), (..., M) -> (..., M)`` bool,
     whether a kept box may knock out each box: ``(knocked_by & keep[..., None, :]).any(-1)``.
-    Computed on the bytes as uint8 product and maximum, which on a CPU are 1.4x (128
-    boxes) to 2.8x (256 boxes; 20 x 61 in a batch: 2.3x) faster than bool's and / any."""
+    Computed on the bytes as uint8 product and maximum, which on a CPU are faster than
+    bool's and / any (docs/benchmark.md, 'Fast paths')."""
     return (knocked_by.view(torch.uint8) * keep[..., None, :]).amax(-1).bool()
 
 
@@ -134,13 +132,10 @@ def greedy_nms_in_blocks(columns: Tensor, iou_threshold: Tensor, offset: int) ->
 # round (the numbers of kept and of surviving boxes, torch.equal): each wait empties
 # the GPU's queue. The walk below has no wait until its result: nothing is compacted,
 # so every shape follows from N; a block compares with all later boxes, dead or alive
-# (N^2 / 2 comparisons in all, which a GPU does in bulk; on one CPU thread 1.5x the
-# block walk's time at 2000 boxes, 3x at 12000), and runs a fixed number of in-block
-# rounds. The sizes are reasoned, not timed (no GPU was at hand): a block is ~20
-# kernels plus 3 per round, so 12000 boxes in blocks of 256 are ~2000 kernels. Rounds
-# grow with the block: the blocks of 256 of the inputs of tests/ops/test_nms.py and
-# tools/benchmark_cases.py settle after 1-6 rounds (mostly 2), so 8 rounds leave a
-# margin; a block that needs more makes the whole NMS rerun as the block walk.
+# (N^2 / 2 comparisons in all, which a GPU does in bulk; on a CPU the block walk is
+# faster), and runs a fixed number of in-block rounds. Rounds grow with the block; a
+# block that needs more than DEVICE_ROUNDS makes the whole NMS rerun as the block walk.
+# How the two sizes were chosen: docs/benchmark.md, 'Fast paths'.
 DEVICE_BLOCK = 256
 DEVICE_ROUNDS = 8
 
@@ -155,7 +150,7 @@ def greedy_nms_without_waits(columns: Tensor, iou_threshold: Tensor, offset: int
     ``DEVICE_ROUNDS`` rounds, and its kept boxes knock out what they overlap among all
     later boxes. If the last round still changed a block, its answer may be wrong: a
     flag on the device records it, and the result is then that of
-    :func:`greedy_nms_in_blocks` (rare: see the sizes above).
+    :func:`greedy_nms_in_blocks` (rare: docs/benchmark.md, 'Fast paths').
     """
     n = columns.size(1)
     alive = torch.ones(n, dtype=torch.bool, device=columns.device)
@@ -180,11 +175,9 @@ def greedy_nms_without_waits(columns: Tensor, iou_threshold: Tensor, offset: int
 # Per-class NMS of a detection head (batched_nms with the class as group): dozens of
 # classes of a few dozen boxes each. The block walk compares each block with every box
 # still alive, whatever its class; deciding each class on its own compares only pairs
-# of one class. In tools/benchmark.py's bbox_head cases (one thread, min of 30) the NMS
-# of the seed model's 300 test RoIs (969 boxes above the score threshold in 20 classes)
-# takes 0.8 ms instead of 2.1 ms, that of R50-FPN's 1000 (3800 boxes, 80 classes) 2.3 ms
-# instead of 20 ms. Groups are decided in one padded step while the
-# groups x longest^2 comparisons stay below GROUPED_PAIRS (a few 16 MB temporaries).
+# of one class, several times faster (docs/benchmark.md, 'Fast paths'). Groups are
+# decided in one padded step while the groups x longest^2 comparisons stay below
+# GROUPED_PAIRS (a few 16 MB temporaries).
 GROUPED_PAIRS = 1 << 22
 
 
@@ -206,7 +199,7 @@ def greedy_nms_per_group(columns: Tensor, groups: Tensor, iou_threshold: Tensor,
     starts = sizes.cumsum(0) - sizes
     slot = torch.arange(groups.numel(), device=groups.device) - starts.repeat_interleave(sizes)
     group = torch.arange(num_groups, device=groups.device).repeat_interleave(sizes)
-    # Each coordinate contiguous, (G, L): iou_above is 1.5-3x slower on strided ones.
+    # Each coordinate contiguous, (G, L): iou_above is slower on strided ones.
     padded = columns.new_full((5, num_groups, longest), float('nan'))
     padded[:, group, slot] = columns[:, by_group]
     padded = padded.transpose(0, 1)                             # [G, 5, L]

@@ -1,6 +1,7 @@
-"""Seed step "RoI pooling" (seeds 000 / 002), the RoIAlign form mmdet's Faster R-CNN uses.
+"""RoI pooling (the Korean walkthrough, '7. RoI Pooling'; the step-by-step PyTorch
+tutorial, 'Fast R-CNN'; docs/references.md) in the RoIAlign form mmdet's Faster R-CNN uses.
 
-The seeds quantise each proposal to the stride-16 grid and run
+The tutorials quantise each proposal to the stride-16 grid and run
 ``nn.AdaptiveMaxPool2d(7)`` on it, one RoI at a time in a Python loop. RoIAlign
 (Mask R-CNN) drops the quantisation: each of the ``7 x 7`` bins averages (or maxes)
 bilinear samples taken at exact, fractional positions. :func:`roi_align` is that
@@ -139,14 +140,12 @@ def roi_align(input: Tensor, rois: Tensor, output_size: Tuple[int, int],
     return pooled.permute(0, 3, 1, 2).contiguous()              # [K, C, PH, PW]
 
 
-# The fast path of the average mode. The plain algorithm pads every RoI to the largest
-# sampling grid: on 512 RoIs of an 800 x 1333 FPN batch (256 channels, as in
-# tools/benchmark.py's roi_align case) it would allocate 8.9 GB for one temporary; this
-# path takes 1.1 s for forward and backward there on one thread (torchvision's kernel
-# 1.3 s; a whole R50-FPN training iteration ~10 s). Bilinear weights factor into a y part
-# and an x part, so the weights of every feature pixel in every bin form a sparse
-# (K * PH * PW, N * H * W) matrix; one sparse product with the channels-last features
-# gives every bin's C values, and autograd's gradient is the transposed product.
+# The fast path of the average mode: the plain algorithm pads every RoI to the largest
+# sampling grid, gigabytes per temporary on an FPN batch (docs/benchmark.md, 'Fast
+# paths'); this path reads only the pixels the samples touch. Bilinear weights factor
+# into a y part and an x part, so the weights of every feature pixel in every bin form a
+# sparse (K * PH * PW, N * H * W) matrix; one sparse product with the channels-last
+# features gives every bin's C values, and autograd's gradient is the transposed product.
 
 def merge_taps(lo: Tensor, hi: Tensor, w_lo: Tensor, w_hi: Tensor,
                count: Tensor) -> Tuple[Tensor, Tensor]:

@@ -1,6 +1,7 @@
-"""Seed step "RoI pooling" (seeds 000 / 002): quantised RoI max pooling to 7 x 7.
+"""RoI pooling (the Korean walkthrough, '7. RoI Pooling'; the step-by-step PyTorch
+tutorial, 'Fast R-CNN'; docs/references.md): quantised RoI max pooling to 7 x 7.
 
-The seeds scale each proposal by 1/16, truncate it to whole feature cells and run
+The tutorials scale each proposal by 1/16, truncate it to whole feature cells and run
 ``nn.AdaptiveMaxPool2d(7)`` on the crop, one RoI at a time in a Python loop.
 :func:`roi_pool` is the Fast R-CNN RoI pooling layer for all RoIs at once, with the
 quantisation of Caffe's / torchvision's kernel (``round``, bins by ``floor`` /
@@ -92,10 +93,8 @@ def roi_pool(input: Tensor, rois: Tensor, output_size: Tuple[int, int],
     return pooled.permute(0, 3, 1, 2).contiguous()              # [K, C, PH, PW]
 
 
-# The fast path. The plain algorithm pads every bin to the largest one: on the seed
-# model's map (38 x 63 x 512), one thread, 300 test RoIs of 16-600 pixels take 3.9 s and
-# 3.6 GB (a whole VGG16 inference: ~3.6 s), 128 training RoIs forward and backward 2.8 s;
-# this path 0.12 s for each (torchvision's kernel 0.13 / 0.09 s).
+# The fast path: the plain algorithm pads every bin to the largest one, over 20x slower
+# and gigabytes of memory on the VGG16 map (docs/benchmark.md, 'Fast paths').
 def roi_pool_by_bin_shape(input: Tensor, rois: Tensor, output_size: Tuple[int, int],
                           spatial_scale: float = 1.0) -> Tensor:
     """:func:`roi_pool` without the padding to the largest bin: all bins of ``r x c``

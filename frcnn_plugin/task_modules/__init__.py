@@ -1,5 +1,6 @@
-"""Task modules, one class per file, each named after its seed step; each registered in
-mmdet's ``TASK_UTILS`` as a drop-in for the mmdet class it is named after."""
+"""Task modules, one class per file, each for one step of the tutorials
+(docs/references.md); each registered in mmdet's ``TASK_UTILS`` as a drop-in for the
+mmdet class it is named after."""
 from .anchor_generator import ScratchAnchorGenerator
 from .bbox_coder import ScratchDeltaXYWHBBoxCoder
 from .iou_calculator import ScratchBboxOverlaps2D

@@ -1,6 +1,7 @@
-"""Seed step "anchors": the boxes of every size and shape at every feature-map cell.
+"""Anchors: the boxes of every size and shape at every feature-map cell (the
+step-by-step PyTorch tutorial, 'Anchor boxes'; docs/references.md).
 
-The seed fills a ``(50 * 50 * 9, 4)`` array with three nested Python loops (cells,
+The tutorial fills a ``(50 * 50 * 9, 4)`` array with three nested Python loops (cells,
 ratios, scales). Here the ``A`` base anchors of a level are one outer product of
 ratios and scales, and the grid adds the cell offsets to them by broadcasting:
 the x coordinates once per column, the y coordinates once per row.
@@ -32,7 +33,7 @@ class ScratchAnchorGenerator:
         base = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]      (A, 4)
 
     ordered, with mmdet's naming, ``scale_major=True``: the scales of the first
-    ratio, then of the next ratio (the seed's order); ``False``: the ratios of the
+    ratio, then of the next ratio (the tutorials' order); ``False``: the ratios of the
     first scale, then of the next scale.
 
     The anchors of cell ``(i, j)`` (row ``i``, column ``j``) are the base anchors
@@ -51,7 +52,7 @@ class ScratchAnchorGenerator:
         centers: per level ``(cx, cy)`` of the base anchors inside a cell;
             only with ``center_offset == 0``.
         center_offset: centre at ``center_offset * base_size`` (0.5 is the pixel
-            centre the seed uses, mmdet's default 0 is the cell corner).
+            centre the tutorials use, mmdet's default 0 is the cell corner).
         use_box_type: return ``HorizontalBoxes`` instead of tensors.
     """
 

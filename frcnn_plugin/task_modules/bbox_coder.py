@@ -1,6 +1,7 @@
-"""Seed steps "anchor locations (dx, dy, dw, dh) of each anchor's matched gt box"
-and "turn the predicted locations back into boxes" (``np.log(base_width / width)``
-for the targets, ``np.exp(dw) * anc_width`` in the proposal layer).
+"""Two steps of the tutorials (docs/references.md): the locations (dx, dy, dw, dh) of
+each anchor's matched gt box (the step-by-step PyTorch tutorial, 'Anchor boxes';
+``np.log(base_width / width)``), and the predicted locations turned back into boxes
+(its 'Generating proposals to feed Fast R-CNN network'; ``np.exp(dw) * anc_width``).
 
 The arithmetic is :func:`frcnn_plugin.boxes.encode_deltas` /
 :func:`~frcnn_plugin.boxes.decode_deltas` / :func:`~frcnn_plugin.boxes.clip_boxes`;

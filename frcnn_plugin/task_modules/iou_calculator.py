@@ -1,6 +1,8 @@
-"""Seed step "IoU of every valid anchor with every ground-truth box".
+"""The IoU of every valid anchor with every ground-truth box (the step-by-step PyTorch
+tutorial, 'Anchor boxes'; the Korean walkthrough, '3. Anchor Target Layer';
+docs/references.md).
 
-The seeds fill an ``(anchors, gts)`` array with a double Python loop
+The tutorials fill an ``(anchors, gts)`` array with a double Python loop
 (``iou = inter_area / (anchor_area + box_area - inter_area)``); here the whole
 matrix is one broadcast expression (:func:`frcnn_plugin.boxes.box_overlaps`),
 wrapped in the calculator interface mmdet's assigners build from ``iou_calculator``.

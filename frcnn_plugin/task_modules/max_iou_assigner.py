@@ -1,6 +1,8 @@
-"""Seed step "anchor target" and "proposal target": label every prior by IoU.
+"""The anchor target and proposal target layers' labelling of every prior by IoU (the
+Korean walkthrough, '3. Anchor Target Layer' and '6. Proposal Target Layer';
+docs/references.md).
 
-The seed (002) labels anchors for the RPN with ``pos 0.7 / neg 0.3`` plus "the
+The step-by-step PyTorch tutorial labels anchors for the RPN with ``pos 0.7 / neg 0.3`` plus "the
 anchor(s) with the highest IoU for each gt box", and proposals for the R-CNN head
 with ``pos 0.5 / neg [0.1 or 0, 0.5)``. Both are this one assigner with different
 thresholds (mmdet's ``rpn.assigner`` / ``rcnn.assigner``).
@@ -33,7 +35,7 @@ class ScratchMaxIoUAssigner(BaseAssigner):
         gt_inds[j] = -1
         gt_inds[j] = 0               if lo <= best_iou[j] < hi      (lo = 0 for a float neg_iou_thr)
         gt_inds[j] = best_gt[j] + 1  if best_iou[j] >= pos_iou_thr
-        # low-quality matches (the seed's "best anchor for each gt"), when match_low_quality:
+        # low-quality matches (the tutorials' "best anchor for each gt"), if match_low_quality:
         gt_inds[j] = i + 1           if overlaps[i, j] == max_j' overlaps[i, j'] >= min_pos_iou
                                      (only the first such j when not gt_max_assign_all;
                                       the largest such i when several gts pick the same j)

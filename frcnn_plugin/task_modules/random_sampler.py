@@ -1,7 +1,8 @@
-"""Seed step "sample positive and negative anchors" (the RPN mini-batch: 256
-anchors, up to half positive; also the R-CNN's 128 RoIs, up to a quarter positive).
+"""Sampling positive and negative anchors (the RPN mini-batch: 256 anchors, up to half
+positive; also the R-CNN's 128 RoIs, up to a quarter positive), as in the step-by-step
+PyTorch tutorial, 'Anchor boxes' and 'Proposal targets' (docs/references.md).
 
-The seeds draw with ``np.random.choice`` the surplus positives (then negatives) to
+The tutorials draw with ``np.random.choice`` the surplus positives (then negatives) to
 *disable*, relabelling them -1 in place. Here the indices to *keep* are drawn, as
 mmdet does, with the same torch random calls in the same order, so that a model
 built with this sampler trains step for step like one built with mmdet's.
@@ -70,8 +71,9 @@ class ScratchRandomSampler:
             gt_flags = torch.cat([gt_flags.new_ones(len(gt_bboxes)), gt_flags])
 
         pos_inds = self._sample_pos(assign_result, int(self.num * self.pos_fraction))
-        # The rest of the batch is negatives (seeds 000/003 write `n_sample *
-        # np.sum(label == 1)` here, a typo for the difference).
+        # The rest of the batch is negatives (the Korean walkthrough and the PyTorch
+        # practice notebook write `n_sample * np.sum(label == 1)` here, a typo for the
+        # difference).
         num_neg = self.num - pos_inds.numel()
         if self.neg_pos_ub >= 0:
             num_neg = min(num_neg, int(self.neg_pos_ub * max(1, pos_inds.numel())))

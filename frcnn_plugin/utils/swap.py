@@ -9,7 +9,7 @@ import torchvision
 from torch.nn.modules.utils import _pair
 
 #: mmdet's type -> ours, for every component this plugin replaces (mmcv's RoIPool has
-#: no CPU kernel, so ``ScratchRoIPool`` replaces it on the seeds' model only).
+#: no CPU kernel, so ``ScratchRoIPool`` replaces it on the tutorials' VGG16 model only).
 SCRATCH_TYPES = {
     'AnchorGenerator': 'ScratchAnchorGenerator',
     'BboxOverlaps2D': 'ScratchBboxOverlaps2D',

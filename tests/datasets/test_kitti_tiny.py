@@ -74,7 +74,8 @@ def test_pipeline_splits_gt_and_ignored_instances(kitti_tiny_root):
     pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True),
                 dict(type='PackDetInputs')]
     ds = build(kitti_tiny_root, 'val.txt', pipeline=pipeline, test_mode=True)
-    # Seed 003's example image, val.txt line 19: 9 Car/Cyclist boxes and 3 Vans.
+    # The MMDetection KittiTiny tutorial's example image, val.txt line 19: 9 Car/Cyclist
+    # boxes and 3 Vans.
     assert ds.get_data_info(18)['img_id'] == '000068'
     sample = ds[18]['data_samples']
     assert sample.gt_instances.labels.tolist() == [0, 0, 2, 0, 0, 0, 0, 0, 2]

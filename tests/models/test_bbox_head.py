@@ -1,4 +1,4 @@
-"""ScratchBBoxHead (seed step "Fast R-CNN head") against mmdet's Shared2FCBBoxHead:
+"""ScratchBBoxHead (the tutorials' Fast R-CNN head) against mmdet's Shared2FCBBoxHead:
 with the same weights, the same scores, deltas, targets, losses, gradients and
 detections, alone and inside mmdet's StandardRoIHead."""
 import copy
@@ -59,7 +59,7 @@ def assert_same(ours, theirs, atol=1e-5):
 
 
 def test_state_dicts_interchange_and_init_matches():
-    """Parameter names, order and default initialisation are mmdet's; the seed's sizes."""
+    """Parameter names, order and default initialisation are mmdet's; the tutorials' sizes."""
     for cfg in (dict(), dict(in_channels=16, fc_out_channels=4096, num_classes=20)):
         ours, theirs = head_pair(**cfg)
         assert list(ours.state_dict()) == list(theirs.state_dict()) == [

@@ -44,7 +44,7 @@ def test_r50_fpn_with_all_our_components_is_mmdets_detector(repo):
                          train_and_predict(theirs, state_dict, batch), rel=1e-4)
 
 
-def test_seed_vgg16_model_is_its_mmdet_counterpart(repo):
+def test_tutorials_vgg16_model_is_its_mmdet_counterpart(repo):
     ours = Config.fromfile(repo / 'configs/_base_/models/faster-rcnn_vgg16.py').model
     ours.backbone.init_cfg = None
     theirs = retyped(ours, MMDET_TYPES)
@@ -59,7 +59,7 @@ def test_seed_vgg16_model_is_its_mmdet_counterpart(repo):
 
 
 def vgg16_twins(repo, **assigner):
-    """The seeds' VGG16 model (ours), its mmdet twin and one state dict for both;
+    """The tutorials' VGG16 model (ours), its mmdet twin and one state dict for both;
     ``assigner``: settings for both stages' assigners."""
     ours = Config.fromfile(repo / 'configs/_base_/models/faster-rcnn_vgg16.py').model
     ours.backbone.init_cfg = None

@@ -153,7 +153,7 @@ def test_single_level_equals_mmdet():
 
 
 def test_single_level_roi_pool_equals_torchvision():
-    """The seeds' model: RoI max pooling on the one stride-16 map."""
+    """The tutorials' model: RoI max pooling on the one stride-16 map."""
     extractor = MODELS.build(dict(type='ScratchRoIExtractor', out_channels=16,
                                   roi_layer=dict(type='ScratchRoIPool', output_size=7),
                                   featmap_strides=[16]))

@@ -17,8 +17,8 @@ from frcnn_plugin.models.rpn_head import ScratchRPNHead
 from frcnn_plugin.utils.swap import SCRATCH_TYPES, retyped
 
 CHANNELS = 8
-# The seed's RPN: one VGG16 map (stride 16), 9 anchors (3 scales x 3 ratios).
-SEED_RPN = dict(in_channels=CHANNELS, feat_channels=CHANNELS,
+# The tutorials' RPN: one VGG16 map (stride 16), 9 anchors (3 scales x 3 ratios).
+TUTORIAL_RPN = dict(in_channels=CHANNELS, feat_channels=CHANNELS,
                 anchor_generator=dict(type='AnchorGenerator', scales=[8, 16, 32],
                                       ratios=[0.5, 1.0, 2.0], strides=[16]))
 
@@ -59,7 +59,7 @@ def features(levels, batch=2, seed=0):
 
 
 FPN_LEVELS = [(32, 40), (16, 20), (8, 10), (4, 5), (2, 3)]   # a 128 x 160 padded batch
-SEED_LEVELS = [(16, 20)]                                      # a 256 x 320 batch at stride 16
+TUTORIAL_LEVELS = [(16, 20)]                                      # a 256 x 320 batch at stride 16
 
 
 def samples(shapes=((128, 160), (100, 120)), pad=(128, 160), num_gts=(5, 2), seed=0,
@@ -82,8 +82,8 @@ def samples(shapes=((128, 160), (100, 120)), pad=(128, 160), num_gts=(5, 2), see
     return out
 
 
-def seed_samples(**kwargs):
-    """A batch large enough for the seed's 128-512 pixel anchors."""
+def tutorial_samples(**kwargs):
+    """A batch large enough for the tutorials' 128-512 pixel anchors."""
     return samples(**dict(dict(shapes=((256, 320), (200, 240)), pad=(256, 320)), **kwargs))
 
 
@@ -132,7 +132,7 @@ def predict_both(ours, theirs, feats, data, rescale=False):
 
 # -------------------------------------------------------------------- structure
 def test_state_dicts_interchange_and_layer_shapes(cfg):
-    ours, theirs = build_pair(cfg, head=SEED_RPN)
+    ours, theirs = build_pair(cfg, head=TUTORIAL_RPN)
     theirs.load_state_dict(ours.state_dict(), strict=True)
     assert ours.rpn_cls.out_channels == 9 and ours.rpn_reg.out_channels == 36
     ours, theirs = build_pair(cfg, head=dict(num_convs=2))
@@ -164,8 +164,9 @@ def test_forward_shapes(cfg):
 
 # ------------------------------------------------------------------------ loss
 @pytest.mark.parametrize('levels,head,data',
-                         [(FPN_LEVELS, None, samples), (SEED_LEVELS, SEED_RPN, seed_samples)],
-                         ids=['fpn', 'seed'])
+                         [(FPN_LEVELS, None, samples),
+                          (TUTORIAL_LEVELS, TUTORIAL_RPN, tutorial_samples)],
+                         ids=['fpn', 'tutorial'])
 def test_loss_and_gradients_match(cfg, levels, head, data):
     ours, theirs = build_pair(cfg, head=head, seed=1)
     losses = assert_same_losses(ours, theirs, features(levels), data())
@@ -182,12 +183,12 @@ def test_softmax_cls_loss_and_proposals_match(cfg):
 
 
 def test_smooth_l1_pos_weight_and_no_sampler_match(cfg):
-    """Seed-style SmoothL1 (weight 10), pos_weight > 0, and no sampler (every
+    """Tutorial-style SmoothL1 (weight 10), pos_weight > 0, and no sampler (every
     anchor counts, averaged over the positives)."""
-    head = dict(SEED_RPN, loss_bbox=dict(type='SmoothL1Loss', beta=1 / 9, loss_weight=10.0))
+    head = dict(TUTORIAL_RPN, loss_bbox=dict(type='SmoothL1Loss', beta=1 / 9, loss_weight=10.0))
     ours, theirs = build_pair(cfg, head=head, train=dict(sampler=None, pos_weight=2.0), seed=3)
     assert ours.sampler is None and type(theirs.sampler).__name__ == 'PseudoSampler'
-    assert_same_losses(ours, theirs, features(SEED_LEVELS), seed_samples())
+    assert_same_losses(ours, theirs, features(TUTORIAL_LEVELS), tutorial_samples())
 
 
 def test_reg_decoded_bbox_giou_matches(cfg):
@@ -203,8 +204,8 @@ def test_empty_gt_gives_zero_box_loss(cfg):
 
 
 def test_one_image_without_gt(cfg):
-    ours, theirs = build_pair(cfg, head=SEED_RPN, seed=6)
-    assert_same_losses(ours, theirs, features(SEED_LEVELS), seed_samples(num_gts=(3, 0)))
+    ours, theirs = build_pair(cfg, head=TUTORIAL_RPN, seed=6)
+    assert_same_losses(ours, theirs, features(TUTORIAL_LEVELS), tutorial_samples(num_gts=(3, 0)))
 
 
 def test_all_gts_in_ignore_regions(cfg):
@@ -242,12 +243,12 @@ def test_gts_outside_the_image(cfg):
 
 @pytest.mark.parametrize('allowed_border', [0, 8, -1])
 def test_allowed_border(cfg, allowed_border):
-    ours, theirs = build_pair(cfg, head=SEED_RPN, train=dict(allowed_border=allowed_border),
+    ours, theirs = build_pair(cfg, head=TUTORIAL_RPN, train=dict(allowed_border=allowed_border),
                               seed=9)
-    assert_same_losses(ours, theirs, features(SEED_LEVELS), seed_samples())
-    data = seed_samples()
+    assert_same_losses(ours, theirs, features(TUTORIAL_LEVELS), tutorial_samples())
+    data = tutorial_samples()
     meta = [d.metainfo for d in data]
-    anchors, flags = ours.get_anchors(SEED_LEVELS, meta, 'cpu')
+    anchors, flags = ours.get_anchors(TUTORIAL_LEVELS, meta, 'cpu')
     weights = ours.get_targets(anchors, flags, [d.gt_instances for d in data], meta)[1][0]
     # Cross-boundary anchors (beyond the border) never train the RPN.
     outside = ~anchors_inside(anchors[0][0], meta[0]['img_shape'], allowed_border)
@@ -258,20 +259,20 @@ def test_allowed_border(cfg, allowed_border):
 def test_padding_cells_of_a_small_image_are_ignored(cfg):
     """Image 2 (40 x 48) in a 256 x 320 batch: anchors of cells in the padding
     are invalid (valid flags from pad_shape) even with allowed_border=-1."""
-    ours, theirs = build_pair(cfg, head=SEED_RPN, seed=10)
-    data = seed_samples(shapes=((256, 320), (40, 48)), num_gts=(2, 2))
-    assert_same_losses(ours, theirs, features(SEED_LEVELS), data)
+    ours, theirs = build_pair(cfg, head=TUTORIAL_RPN, seed=10)
+    data = tutorial_samples(shapes=((256, 320), (40, 48)), num_gts=(2, 2))
+    assert_same_losses(ours, theirs, features(TUTORIAL_LEVELS), data)
     data[1].set_metainfo(dict(pad_shape=(40, 48)))
     meta = [d.metainfo for d in data]
-    anchors, flags = ours.get_anchors(SEED_LEVELS, meta, 'cpu')
+    anchors, flags = ours.get_anchors(TUTORIAL_LEVELS, meta, 'cpu')
     assert flags[1][0].sum() == 3 * 3 * 9  # ceil(40 / 16) x ceil(48 / 16) cells
     weights = ours.get_targets(anchors, flags, [d.gt_instances for d in data], meta)[1][0]
     assert weights[1][~flags[1][0]].sum() == 0
-    assert_same_losses(ours, theirs, features(SEED_LEVELS), data)
+    assert_same_losses(ours, theirs, features(TUTORIAL_LEVELS), data)
 
 
 def test_no_anchor_inside_raises_as_mmdet(cfg):
-    ours, theirs = build_pair(cfg, head=SEED_RPN, train=dict(allowed_border=0))
+    ours, theirs = build_pair(cfg, head=TUTORIAL_RPN, train=dict(allowed_border=0))
     data = samples(shapes=((20, 20), (20, 20)), pad=(20, 20), num_gts=(1, 1))
     feats = features([(2, 2)])
     for head in (ours, theirs):
@@ -281,8 +282,9 @@ def test_no_anchor_inside_raises_as_mmdet(cfg):
 
 # ---------------------------------------------------------------------- predict
 @pytest.mark.parametrize('levels,head,data',
-                         [(FPN_LEVELS, None, samples), (SEED_LEVELS, SEED_RPN, seed_samples)],
-                         ids=['fpn', 'seed'])
+                         [(FPN_LEVELS, None, samples),
+                          (TUTORIAL_LEVELS, TUTORIAL_RPN, tutorial_samples)],
+                         ids=['fpn', 'tutorial'])
 @pytest.mark.parametrize('std', [None, 0.01], ids=['torch-init', 'normal-0.01'])
 def test_proposals_match(cfg, levels, head, data, std):
     """PyTorch's conv init (spread-out scores) and mmdet's N(0, 0.01) (all near 0.5)."""
@@ -307,12 +309,12 @@ def test_proposals_default_test_cfg_match(cfg):
 
 @pytest.mark.parametrize('rescale', [False, True])
 def test_rescale(cfg, rescale):
-    ours, theirs = build_pair(cfg, head=SEED_RPN, seed=13)
-    data = seed_samples(scale_factor=(0.5, 0.625))
-    mine, ref = predict_both(ours, theirs, features(SEED_LEVELS, seed=13), data, rescale)
+    ours, theirs = build_pair(cfg, head=TUTORIAL_RPN, seed=13)
+    data = tutorial_samples(scale_factor=(0.5, 0.625))
+    mine, ref = predict_both(ours, theirs, features(TUTORIAL_LEVELS, seed=13), data, rescale)
     assert_same_proposals(mine, ref)
     if rescale:  # divided by the resize factors: back on the original image
-        plain = ours.predict(features(SEED_LEVELS, seed=13), data, rescale=False)[0]
+        plain = ours.predict(features(TUTORIAL_LEVELS, seed=13), data, rescale=False)[0]
         assert_close(mine[0].bboxes, plain.bboxes / torch.tensor([0.5, 0.625, 0.5, 0.625]))
 
 

@@ -1,4 +1,4 @@
-"""ScratchVGG16: the seeds' 50 x 50 x 512 map, then parity with torchvision's VGG16."""
+"""ScratchVGG16: the tutorials' 50 x 50 x 512 map, then parity with torchvision's VGG16."""
 import pytest
 import torch
 import torchvision
@@ -8,8 +8,9 @@ from mmengine.runner.checkpoint import get_torchvision_models
 
 from frcnn_plugin.models.vgg import ScratchVGG16
 
-# torchvision's vgg16().features[:30]: the layers the seeds keep (seed 002, In [6]).
-SEED_LAYERS = 30
+# torchvision's vgg16().features[:30]: the layers the tutorials keep (the step-by-step
+# PyTorch tutorial, 'Feature Extraction'; docs/references.md).
+TUTORIAL_LAYERS = 30
 # Parameter-holding indices of conv1_1 ... conv5_3 in `features`, per stage.
 STAGE_CONVS = ((0, 2), (5, 7), (10, 12, 14), (17, 19, 21), (24, 26, 28))
 
@@ -30,8 +31,8 @@ def conv_params(model, stages):
             for s in stages for i in STAGE_CONVS[s - 1] for kind in ('weight', 'bias')}
 
 
-def test_seed_feature_map_shape():
-    # The seeds: an 800 x 800 image -> (1, 512, 50, 50). On the meta device: shapes only.
+def test_tutorial_feature_map_shape():
+    # The tutorials: an 800 x 800 image -> (1, 512, 50, 50). On the meta device: shapes only.
     model = ScratchVGG16().to('meta')
     (out, ) = model(torch.empty(1, 3, 800, 800, device='meta'))
     assert out.shape == (1, 512, 50, 50)
@@ -50,7 +51,7 @@ def test_layout_matches_torchvision(torchvision_vgg16):
     model = ScratchVGG16()
     assert list(model.state_dict()) == list(features_state_dict(torchvision_vgg16))
     ours = [repr(m) for m in model.features]
-    theirs = [repr(m) for m in torchvision_vgg16.features[:SEED_LAYERS]]
+    theirs = [repr(m) for m in torchvision_vgg16.features[:TUTORIAL_LAYERS]]
     assert ours == theirs
 
 
@@ -60,11 +61,11 @@ def test_forward_equals_torchvision(torchvision_vgg16):
     x = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(1)) * 255
     with torch.no_grad():
         (out, ) = model(x)
-        expected = torchvision_vgg16.features[:SEED_LAYERS](x)
+        expected = torchvision_vgg16.features[:TUTORIAL_LAYERS](x)
     assert out.shape == (2, 512, 6, 8)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
     # And back: our state dict loads strictly into torchvision's layers.
-    torchvision_vgg16.features[:SEED_LAYERS].load_state_dict(
+    torchvision_vgg16.features[:TUTORIAL_LAYERS].load_state_dict(
         {k[len('features.'):]: v for k, v in model.state_dict().items()}, strict=True)
 
 
@@ -111,7 +112,7 @@ def test_frozen_stages(frozen_stages):
     assert all(p.requires_grad for p in trained.values())
     # train() leaves the frozen stages in eval mode, the others in training mode.
     bound = model.stage_bounds[n_frozen]
-    assert [m.training for m in model.features] == [i >= bound for i in range(SEED_LAYERS)]
+    assert [m.training for m in model.features] == [i >= bound for i in range(TUTORIAL_LAYERS)]
 
     before = {k: p.detach().clone() for k, p in model.named_parameters()}
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -132,7 +133,7 @@ def test_frozen_stages_out_of_range(frozen_stages):
 
 
 def test_build_from_model_config(repo):
-    # The backbone of the seed / paper model config, built through the registry.
+    # The backbone of the tutorials' / paper's model config, built through the registry.
     cfg = Config.fromfile(str(repo / 'configs' / '_base_' / 'models' / 'faster-rcnn_vgg16.py'))
     backbone_cfg = cfg.model.backbone
     assert backbone_cfg.init_cfg.checkpoint == 'torchvision://vgg16'

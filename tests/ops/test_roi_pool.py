@@ -66,7 +66,7 @@ def test_equals_torchvision(output_size, spatial_scale):
 
 
 def test_equals_torchvision_on_vgg_sized_map():
-    """The seeds' setting: stride 16, 512 channels, 128 RoIs of proposal-like sizes."""
+    """The tutorials' setting: stride 16, 512 channels, 128 RoIs of proposal-like sizes."""
     gen = torch.Generator().manual_seed(3)
     xy = torch.rand(128, 2, generator=gen) * torch.tensor([1000., 600.])
     wh = torch.exp(torch.rand(128, 2, generator=gen) * 3.5) * 16

@@ -1,4 +1,5 @@
-"""ScratchAnchorGenerator: the seeds' numbers, then parity with mmdet's AnchorGenerator."""
+"""ScratchAnchorGenerator: the tutorials' numbers (docs/references.md), then parity with
+mmdet's AnchorGenerator."""
 import mmdet.models  # noqa: F401  registers the oracle AnchorGenerator
 import numpy as np
 import pytest
@@ -9,13 +10,13 @@ from mmdet.structures.bbox import HorizontalBoxes
 from frcnn_plugin.boxes import box_overlaps
 from frcnn_plugin.task_modules.anchor_generator import ScratchAnchorGenerator
 
-# The seeds' RPN anchors: stride ("sub_sample") 16, 3 scales x 3 ratios, centred in
+# The tutorials' RPN anchors: stride ("sub_sample") 16, 3 scales x 3 ratios, centred in
 # their 16 x 16 cell, on the 50 x 50 VGG16 feature map of an 800 x 800 image.
-SEED_CFG = dict(strides=[16], ratios=[0.5, 1, 2], scales=[8, 16, 32], center_offset=0.5)
+TUTORIAL_CFG = dict(strides=[16], ratios=[0.5, 1, 2], scales=[8, 16, 32], center_offset=0.5)
 
-# The seed's `anchor_base` print (boxes as [y1, x1, y2, x2]), In [19] of
-# seed 002_d07f4454b20d3bf3.txt.
-SEED_BASE_YXYX = [[-37.254833, -82.50967, 53.254833, 98.50967],
+# The `anchor_base` that the step-by-step PyTorch tutorial prints (boxes as
+# [y1, x1, y2, x2]), 'Anchor boxes', step 1 (anchors at one feature map location).
+TUTORIAL_BASE_YXYX = [[-37.254833, -82.50967, 53.254833, 98.50967],
                   [-82.50967, -173.01933, 98.50967, 189.01933],
                   [-173.01933, -354.03867, 189.01933, 370.03867],
                   [-56., -56., 72., 72.],
@@ -27,7 +28,7 @@ SEED_BASE_YXYX = [[-37.254833, -82.50967, 53.254833, 98.50967],
 
 # Configurations whose every method is compared with mmdet's.
 CONFIGS = {
-    'seed': SEED_CFG,
+    'tutorial': TUTORIAL_CFG,
     # mmdet's faster-rcnn_r50_fpn rpn_head.anchor_generator
     'faster_rcnn_fpn': dict(strides=[4, 8, 16, 32, 64], ratios=[0.5, 1.0, 2.0], scales=[8]),
     # mmdet's retinanet_r50_fpn anchor_generator
@@ -70,35 +71,35 @@ def featmap_sizes_for(gen, seed):
     return [FEATMAP_SIZES[i] for i in picks.tolist()]
 
 
-# --- the seeds' numbers ------------------------------------------------------------
+# --- the tutorials' numbers --------------------------------------------------------
 
-def seed_anchors():
-    return ScratchAnchorGenerator(**SEED_CFG).grid_priors([(50, 50)], device='cpu')[0]
+def tutorial_anchors():
+    return ScratchAnchorGenerator(**TUTORIAL_CFG).grid_priors([(50, 50)], device='cpu')[0]
 
 
 def inside(anchors, size=800):
-    """The seeds' "valid" anchors: entirely inside the image [0, size]."""
+    """The tutorials' "valid" anchors: entirely inside the image [0, size]."""
     return ((anchors[:, :2] >= 0) & (anchors[:, 2:] <= size)).all(dim=1)
 
 
-def test_seed_anchor_counts():
-    anchors = seed_anchors()
+def test_tutorial_anchor_counts():
+    anchors = tutorial_anchors()
     assert anchors.shape == (22500, 4)  # 50 * 50 cells * 9 anchors
     assert int(inside(anchors).sum()) == 8940
 
 
-def test_seed_base_anchors():
-    base = ScratchAnchorGenerator(**SEED_CFG).base_anchors[0]
-    # Same 9 boxes in the same order (ratio-major, scales inner); the seed prints
+def test_tutorial_base_anchors():
+    base = ScratchAnchorGenerator(**TUTORIAL_CFG).base_anchors[0]
+    # Same 9 boxes in the same order (ratio-major, scales inner); the tutorial prints
     # [y1, x1, y2, x2], we keep [x1, y1, x2, y2]: columns (1, 0, 3, 2).
-    expected = torch.tensor(SEED_BASE_YXYX)[:, [1, 0, 3, 2]]
+    expected = torch.tensor(TUTORIAL_BASE_YXYX)[:, [1, 0, 3, 2]]
     torch.testing.assert_close(base, expected, rtol=0, atol=1e-4)  # printed to 8 digits
 
 
-def to_seed_order(anchors):
-    """Our (50 * 50 * 9, 4) seed-config anchors in the seed's order.
+def to_tutorial_order(anchors):
+    """Our (50 * 50 * 9, 4) anchors of the tutorials' config in the tutorials' order.
 
-    The seed loops over cell centres with x outer and y inner, so its anchor
+    The tutorials loop over cell centres with x outer and y inner, so its anchor
     ``(x_idx * 50 + y_idx) * 9 + a`` is our ``(y_idx * 50 + x_idx) * 9 + a`` (we,
     like mmdet and the RPN head's output layout, are row-major): transposing the
     (50, 50) cell grid maps ours onto its order. The base anchors ``a`` (ratio-major,
@@ -107,10 +108,11 @@ def to_seed_order(anchors):
     return anchors.view(50, 50, 9, 4).transpose(0, 1).reshape(-1, 4)
 
 
-def test_seed_anchor_grid():
-    """Seed 002, In [42]-[51]: every anchor, with the seed's formula.
+def test_tutorial_anchor_grid():
+    """The step-by-step PyTorch tutorial, 'Anchor boxes', step 2 (anchors at all the
+    feature map locations): every anchor, with the tutorial's formula.
 
-    The seed computes ``h = 16 * scale * sqrt(ratio)``, ``w = 16 * scale *
+    The tutorial computes ``h = 16 * scale * sqrt(ratio)``, ``w = 16 * scale *
     sqrt(1 / ratio)`` in float64 and stores float32; mmdet's formula (ours) takes
     the square roots in float32, so non-square anchors may differ in the last bit.
     """
@@ -118,22 +120,23 @@ def test_seed_anchor_grid():
     h = (16 * scales[None, :] * np.sqrt(ratios)[:, None]).ravel()  # ratio-major
     w = (16 * scales[None, :] * np.sqrt(1. / ratios)[:, None]).ravel()
     centres = np.arange(16, 51 * 16, 16) - 8
-    # x outer, y inner, as the seed's loops
+    # x outer, y inner, as the tutorial's loops
     ctr_x, ctr_y = (c.reshape(-1, 1) for c in np.meshgrid(centres, centres, indexing='ij'))
-    seed = np.stack([ctr_y - h / 2, ctr_x - w / 2, ctr_y + h / 2, ctr_x + w / 2], -1)
-    seed = torch.from_numpy(seed.reshape(-1, 4).astype(np.float32))
-    ours_yxyx = to_seed_order(seed_anchors())[:, [1, 0, 3, 2]]
-    torch.testing.assert_close(ours_yxyx, seed, rtol=0, atol=1e-5)
+    theirs = np.stack([ctr_y - h / 2, ctr_x - w / 2, ctr_y + h / 2, ctr_x + w / 2], -1)
+    theirs = torch.from_numpy(theirs.reshape(-1, 4).astype(np.float32))
+    ours_yxyx = to_tutorial_order(tutorial_anchors())[:, [1, 0, 3, 2]]
+    torch.testing.assert_close(ours_yxyx, theirs, rtol=0, atol=1e-5)
 
 
-def test_seed_best_iou_per_gt():
-    """Seed 002, In [52]-[64]: the best IoU of each gt box over the valid anchors.
+def test_tutorial_best_iou_per_gt():
+    """The step-by-step PyTorch tutorial, 'Anchor boxes', step 3 (labels and locations
+    for every anchor): the best IoU of each gt box over the valid anchors.
 
-    Our anchors in the seed's order (``to_seed_order``), so the printed anchor
-    indices can be checked too; the seed's gt boxes are [y1, x1, y2, x2].
+    Our anchors in the tutorial's order (``to_tutorial_order``), so the printed anchor
+    indices can be checked too; the tutorial's gt boxes are [y1, x1, y2, x2].
     """
-    seed_order = to_seed_order(seed_anchors())
-    valid = seed_order[inside(seed_order)]
+    in_order = to_tutorial_order(tutorial_anchors())
+    valid = in_order[inside(in_order)]
     gt_yxyx = torch.tensor([[20., 30., 400., 500.], [300., 400., 500., 600.]])
     ious = box_overlaps(valid, gt_yxyx[:, [1, 0, 3, 2]])  # (8940, 2)
 
@@ -141,7 +144,7 @@ def test_seed_best_iou_per_gt():
     # Printed: [0.68130493 0.61035156] at valid anchors [2262 5620]. Equal to the
     # last bit of float32: the best anchors are the square ones (ratio 1), whose
     # corners are integers in both computations ([8, 8, 520, 520] and a
-    # 256 x 256 box), so the seed's float64 anchor sizes make no difference.
+    # 256 x 256 box), so the tutorial's float64 anchor sizes make no difference.
     assert torch.equal(gt_max, torch.tensor([0.68130493, 0.61035156]))
     assert gt_argmax.tolist() == [2262, 5620]
     assert valid[2262].tolist() == [8., 8., 520., 520.]
@@ -259,7 +262,7 @@ def test_valid_flags(name):
 def test_valid_flags_pad_smaller_than_map():
     """A 100 x 200 image padded into a batch whose stride-16 map is 20 x 20: only
     the anchors of the top-left ceil(100/16) x ceil(200/16) = 7 x 13 cells count."""
-    gen = ScratchAnchorGenerator(**SEED_CFG)
+    gen = ScratchAnchorGenerator(**TUTORIAL_CFG)
     flags = gen.valid_flags([(20, 20)], (100, 200, 3), device='cpu')[0]
     assert flags.dtype == torch.bool and flags.shape == (20 * 20 * 9,)
     cells = flags.view(20, 20, 9)
@@ -270,7 +273,7 @@ def test_valid_flags_pad_smaller_than_map():
     ((0, 0), (0, 0)), ((4, 6), (0, 6)), ((4, 6), (4, 0)), ((4, 6), (2, 3)),
     ((4, 6), (4, 6)), ((1, 1), (1, 1))])
 def test_single_level_valid_flags(featmap_size, valid_size):
-    ours, oracle = build_pair(SEED_CFG)
+    ours, oracle = build_pair(TUTORIAL_CFG)
     for num_base in (1, 9):
         assert_same(ours.single_level_valid_flags(featmap_size, valid_size, num_base,
                                                   device='cpu'),
@@ -280,7 +283,7 @@ def test_single_level_valid_flags(featmap_size, valid_size):
 
 def test_single_level_valid_flags_rejects_valid_size_beyond_map():
     with pytest.raises(AssertionError):
-        ScratchAnchorGenerator(**SEED_CFG).single_level_valid_flags((4, 6), (5, 6), 9,
+        ScratchAnchorGenerator(**TUTORIAL_CFG).single_level_valid_flags((4, 6), (5, 6), 9,
                                                                     device='cpu')
 
 

@@ -1,6 +1,7 @@
 """tools/benchmark.py: its report's keys and table, and that each timed pair does the same
-computation (a ratio of two different computations would mean nothing): the seed's
-loop-based anchor target layer agrees with ours, and the detectors give equal losses."""
+computation (a ratio of two different computations would mean nothing): the tutorials'
+loop-based anchor target layer (docs/references.md) agrees with ours, and the detectors
+give equal losses; a new table keeps the hand-written sections after it."""
 import json
 import os
 import subprocess
@@ -18,8 +19,8 @@ NAMES = ['anchor_generator', 'assigner', 'sampler', 'coder', 'nms', 'roi_align',
 def tools(repo):
     sys.path.insert(0, str(repo / 'tools'))
     import benchmark_cases
-    import benchmark_seed
-    yield benchmark_cases, benchmark_seed
+    import benchmark_tutorial
+    yield benchmark_cases, benchmark_tutorial
     sys.path.remove(str(repo / 'tools'))
 
 
@@ -34,19 +35,27 @@ def one_thread():
 def test_lists_every_name(repo, python):
     out = subprocess.run([python, 'tools/benchmark.py', '--list'], cwd=repo, check=True,
                          capture_output=True, text=True).stdout.split()
-    assert out == NAMES + ['seed_speedup.anchor_target']
+    assert out == NAMES + ['tutorial_speedup.anchor_target']
 
 
 def test_report_keys_and_markdown(repo, python, tmp_path):
     report, table = tmp_path / 'r.json', tmp_path / 'docs/b.md'
+    sys.path.insert(0, str(repo / 'tools'))
+    try:
+        from benchmark import HAND_WRITTEN
+    finally:
+        sys.path.remove(str(repo / 'tools'))
+    kept = f'{HAND_WRITTEN}\n\n## Fast paths\n\nWritten by hand.\n'
+    table.parent.mkdir()
+    table.write_text('# an older table\n\n| old |\n\n' + kept)
     subprocess.run([python, 'tools/benchmark.py', '--quick', '--threads', '1',
                     '--only', 'anchor_generator,coder', '--json', str(report),
                     '--markdown', str(table)], cwd=repo, check=True, capture_output=True)
     result = json.loads(report.read_text())
-    assert set(result) >= {'ratio', 'seed_speedup', 'cases', 'machine'}
+    assert set(result) >= {'ratio', 'tutorial_speedup', 'cases', 'machine'}
     assert set(result['ratio']) == {'anchor_generator', 'coder'}
     assert set(result['cases']) == {'anchor_generator/fpn_800x1344',
-                                    'anchor_generator/seed_50x84',
+                                    'anchor_generator/vgg_50x84',
                                     'coder/encode_200k', 'coder/decode_200k'}
     for key, case in result['cases'].items():
         assert case['ours_ms'] > 0 and case['theirs_ms'] > 0
@@ -58,6 +67,8 @@ def test_report_keys_and_markdown(repo, python, tmp_path):
     text = table.read_text()
     assert f"torch {torch.__version__}" in text and result['machine']['date'] in text
     assert '| coder | decode_200k |' in text and '<= 1.0' in text
+    # A new table replaces the old one; the hand-written part after it is kept.
+    assert '| old |' not in text and text.endswith('\n\n' + kept)
 
 
 def test_unknown_name_is_refused(repo, python):
@@ -66,27 +77,28 @@ def test_unknown_name_is_refused(repo, python):
     assert run.returncode != 0 and 'nmss' in run.stderr
 
 
-def test_seed_anchor_target_is_ours(tools, one_thread):
+def test_tutorial_anchor_target_is_ours(tools, one_thread):
     """Same anchors, same inside-image anchors, same max IoU per anchor, the same
-    positives before sampling (up to float32 ties, which the seed's float64 IoU keeps
+    positives before sampling (up to float32 ties, which the tutorial's float64 IoU keeps
     as exact ties), and 256 samples each."""
-    _, seed_module = tools
-    bbox = seed_module.zebra_boxes()
-    seed = seed_module.seed_anchor_target(bbox, np.random.default_rng(0))
-    ours = seed_module.OursAnchorTarget()(torch.from_numpy(bbox).float())
-    mine = {k: seed_module.seed_order(ours[k]).numpy()
+    _, tutorial_module = tools
+    bbox = tutorial_module.zebra_boxes()
+    tutorial = tutorial_module.tutorial_anchor_target(bbox, np.random.default_rng(0))
+    ours = tutorial_module.OursAnchorTarget()(torch.from_numpy(bbox).float())
+    mine = {k: tutorial_module.tutorial_order(ours[k]).numpy()
             for k in ('anchors', 'inside', 'max_ious', 'positive', 'labels')}
-    np.testing.assert_allclose(mine['anchors'], seed['anchors'], atol=1e-4)
-    assert seed['inside'].sum() == 8940  # the seed's printed count
-    assert np.array_equal(mine['inside'], seed['inside'])
-    np.testing.assert_allclose(mine['max_ious'], seed['max_ious'], atol=1e-6)
-    assert not (mine['positive'] & ~seed['positive']).any()
+    np.testing.assert_allclose(mine['anchors'], tutorial['anchors'], atol=1e-4)
+    assert tutorial['inside'].sum() == 8940  # the tutorial's printed count
+    assert np.array_equal(mine['inside'], tutorial['inside'])
+    np.testing.assert_allclose(mine['max_ious'], tutorial['max_ious'], atol=1e-6)
+    assert not (mine['positive'] & ~tutorial['positive']).any()
     best = mine['max_ious'][mine['positive'] & (mine['max_ious'] < 0.7)]
-    for iou in mine['max_ious'][seed['positive'] & ~mine['positive']]:
+    for iou in mine['max_ious'][tutorial['positive'] & ~mine['positive']]:
         assert np.abs(best - iou).min() < 1e-6  # a tie of a gt's best anchor
     assert mine['positive'].sum() >= 30
-    for labels in (mine['labels'], seed['labels']):
-        assert (labels >= 0).sum() == 256 and ((labels == 1) & ~seed['positive']).sum() == 0
+    for labels in (mine['labels'], tutorial['labels']):
+        assert ((labels >= 0).sum() == 256
+                and ((labels == 1) & ~tutorial['positive']).sum() == 0)
     assert len(ours['targets']) == (mine['labels'] == 1).sum()
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 TRAIN_IDS = ['000000', '000001', '000002', '000003']
 VAL_IDS = ['000050', '000068']
 
-# The seeds' VGG16 model at 320 x 192 (anchors 32-128 px to fit), fc6 / fc7 of 256 so a
+# The tutorials' VGG16 model at 320 x 192 (anchors 32-128 px to fit), fc6 / fc7 of 256 so a
 # step takes seconds on a CPU; every stage one epoch of 2 iterations (batch 2).
 OVERRIDES = """
 model = dict(backbone=dict(init_cfg=None),

@@ -38,7 +38,7 @@ def test_missing_data_is_one_line(repo, python, tmp_path):
 @pytest.mark.slow
 def test_unfetchable_pretrained_weights_warn_and_training_goes_on(
         repo, kitti_tiny_root, python, tmp_path, monkeypatch):
-    """The seeds' model, small, whose ImageNet VGG16 lies behind a closed port: one
+    """The tutorials' model, small, whose ImageNet VGG16 lies behind a closed port: one
     warning line, then one training iteration from random initialisation."""
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))

@@ -1,7 +1,8 @@
-# KittiTiny (seed 003's dataset: Car / Pedestrian / Cyclist, KITTI layout) as mmdet's
-# dataset bases are written: mmdet's coco_detection.py (pipelines at 1333 x 800, loader
-# settings) with the dataset swapped for KittiTinyDataset (frcnn_plugin: the config that
-# uses this base imports it) and the metric for the tutorial's CustomDataset 'mAP'.
+# KittiTiny (the MMDetection KittiTiny tutorial's dataset: Car / Pedestrian / Cyclist,
+# KITTI layout) as mmdet's dataset bases are written: mmdet's coco_detection.py
+# (pipelines at 1333 x 800, loader settings) with the dataset swapped for
+# KittiTinyDataset (frcnn_plugin: the config that uses this base imports it) and the
+# metric for the tutorial's CustomDataset 'mAP'.
 _base_ = 'mmdet::_base_/datasets/coco_detection.py'
 
 dataset_type = 'KittiTinyDataset'

@@ -1,6 +1,6 @@
-# The schedule of MMDetection's KittiTiny tutorial (seed 003) on mmdet's schedule_1x.py
-# and default_runtime.py: 12 epochs with lr steps at 8 and 11, no warm-up, lr 0.02 / 8
-# for batch 2, evaluated once at the end.
+# The schedule of the MMDetection KittiTiny tutorial (docs/references.md) on mmdet's
+# schedule_1x.py and default_runtime.py: 12 epochs with lr steps at 8 and 11, no
+# warm-up, lr 0.02 / 8 for batch 2, evaluated once at the end.
 _base_ = [
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',

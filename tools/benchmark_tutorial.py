@@ -1,9 +1,10 @@
-"""The seeds' anchor target layer, re-expressed from seed 000_6d77b47622963ff7.txt (003 has
-the same code) with its Python loops, beside the same step done by our components, for
-tools/benchmark.py's ``seed_speedup.anchor_target``.
+"""The tutorials' anchor target layer, re-expressed from the Korean walkthrough's '2. Anchor
+Generation Layer' and '3. Anchor Target Layer' (the PyTorch practice notebook has the same
+code; docs/references.md) with its Python loops, beside the same step done by our
+components, for tools/benchmark.py's ``tutorial_speedup.anchor_target``.
 
-Both take the seed's 800x800 zebra image (stride 16: a 50x50 map, 9 anchors per cell)
-and its 4 gt boxes, and return a dict with ``anchors (N, 4)`` in the seed's order,
+Both take the walkthrough's 800x800 zebra image (stride 16: a 50x50 map, 9 anchors per
+cell) and its 4 gt boxes, and return a dict with ``anchors (N, 4)`` in its order,
 ``inside (N,)`` bool, ``max_ious (N,)`` (0 outside), ``positive (N,)`` bool (before
 sampling), ``labels (N,)`` (1 / 0 / -1 after sampling 256) and the positives' targets.
 """
@@ -19,7 +20,8 @@ IMAGE_SIZE = 800
 SUB_SAMPLE = 16
 RATIOS = [0.5, 1, 2]
 SCALES = [8, 16, 32]
-# Seed 000: the zebra boxes in the 1333x2000 original, resized to 800x800 with int().
+# The Korean walkthrough's zebra boxes in the 1333x2000 original, resized to 800x800
+# with int().
 ZEBRAS = np.array([[223, 782, 623, 1074], [597, 695, 1038, 1050],
                    [1088, 699, 1452, 1057], [1544, 771, 1914, 1063]])
 
@@ -29,8 +31,8 @@ def zebra_boxes():
     return np.array([[int(a * b) for a, b in zip(box, ratio)] for box in ZEBRAS])
 
 
-def seed_anchor_target(bbox, rng):
-    """The seed's code, loops and all (numpy ``rng`` for its np.random.choice)."""
+def tutorial_anchor_target(bbox, rng):
+    """The tutorial's code, loops and all (numpy ``rng`` for its np.random.choice)."""
     feature_size = IMAGE_SIZE // SUB_SAMPLE
     ctr_x = np.arange(16, (feature_size + 1) * 16, 16)
     ctr_y = np.arange(16, (feature_size + 1) * 16, 16)
@@ -99,7 +101,7 @@ def seed_anchor_target(bbox, rng):
     if len(pos_index) > n_pos:
         disable_index = rng.choice(pos_index, size=(len(pos_index) - n_pos), replace=False)
         label[disable_index] = -1
-    # The seed writes `n_sample * np.sum(label == 1)`, which keeps every negative; its
+    # The tutorial writes `n_sample * np.sum(label == 1)`, which keeps every negative; its
     # intent (py-faster-rcnn's num_bg) is the rest of the 256, as ours samples.
     n_neg = n_sample - np.sum(label == 1)
     neg_index = np.where(label == 0)[0]
@@ -142,7 +144,7 @@ def seed_anchor_target(bbox, rng):
 
 
 class OursAnchorTarget:
-    """The same step with our components, configured as the seed model's RPN
+    """The same step with our components, configured as the tutorials' model's RPN
     (configs/_base_/models/faster-rcnn_vgg16.py)."""
 
     def __init__(self):
@@ -177,8 +179,8 @@ class OursAnchorTarget:
                     labels=labels, targets=targets)
 
 
-def seed_order(values):
-    """Ours ``(y, x, anchor)``-ordered rows in the seed's ``(x, y, anchor)`` order."""
+def tutorial_order(values):
+    """Ours ``(y, x, anchor)``-ordered rows in the tutorial's ``(x, y, anchor)`` order."""
     size = IMAGE_SIZE // SUB_SAMPLE
     return values.reshape(size, size, 9, -1).transpose(0, 1).reshape(size * size * 9, -1) \
         .squeeze(-1)
