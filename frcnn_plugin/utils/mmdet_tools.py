@@ -18,7 +18,9 @@ DatasetError`, raised when the runner builds its data loaders) end the process w
 their list of ``path:line: message`` lines instead of a traceback through mmengine.
 
 For ``--launcher pytorch`` on a machine without CUDA it applies the CPU work-around of
-:mod:`frcnn_plugin.utils.dist`.
+:mod:`frcnn_plugin.utils.dist`. Under any launcher, the process group the tool's runner
+initialised is destroyed when the tool returns (mmengine leaves it to interpreter
+shutdown, where gloo's threads can abort the process: :mod:`frcnn_plugin.utils.dist`).
 """
 import os.path as osp
 import runpy
@@ -28,7 +30,7 @@ from typing import List, Sequence
 from mmengine.config import Config
 
 from ..datasets.defects import DatasetError
-from .dist import skip_cuda_pinning_for_cpu_launch
+from .dist import destroy_process_group_started_by, skip_cuda_pinning_for_cpu_launch
 from .missing_data import missing_data_message
 from .pretrained import drop_unfetchable_weights
 
@@ -63,7 +65,8 @@ def run_mmdet_tool(name: str, loaders: Sequence[str] = (), downloads: bool = Fal
     First, the datasets of ``loaders`` (e.g. ``'train_dataloader'``) and the tool's
     ``checkpoint`` argument, if it has one (test.py), must be on disk, or the process
     exits with one line; with ``downloads``, weights the config downloads that cannot be
-    fetched are dropped, with a warning.
+    fetched are dropped, with a warning. A process group that the tool initialised is
+    destroyed once it has returned.
     """
     path = mmdet_tool_path(name)
     sys.argv[0] = path
@@ -79,7 +82,7 @@ def run_mmdet_tool(name: str, loaders: Sequence[str] = (), downloads: bool = Fal
             sys.argv += ['--cfg-options', f'{key}=None']
     skip_cuda_pinning_for_cpu_launch(sys.argv[1:])
     try:
-        runpy.run_path(path, run_name='__main__')
+        destroy_process_group_started_by(lambda: runpy.run_path(path, run_name='__main__'))
     except DatasetError as error:
         sys.exit(f'frcnn_plugin: the dataset has errors:\n{error}')
 

@@ -10,6 +10,7 @@ import re
 import socket
 import stat
 import subprocess
+import sys
 
 import pytest
 from kitti_small import write_small_config
@@ -101,6 +102,91 @@ def test_mmengine_pytorch_launcher_initialises_without_cuda(monkeypatch):
         assert dist.get_world_size() == 1 and dist.get_backend() == 'gloo'
     finally:
         dist.destroy_process_group()
+
+
+def one_process_group_env(monkeypatch):
+    for key, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+                           MASTER_PORT=str(free_port())).items():
+        monkeypatch.setenv(key, value)
+
+
+def gloo_threads():
+    """The names of this process's gloo threads (a group's worker and transport threads)."""
+    tasks = os.listdir('/proc/self/task')
+    names = []
+    for task in tasks:
+        try:
+            with open(f'/proc/self/task/{task}/comm') as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:  # a thread that ended meanwhile
+            pass
+    return sorted(name for name in names if 'gloo' in name)
+
+
+# As mmdet's tools under a launcher: the runner initialises the group, wraps the model in
+# DDP and ends in reference cycles that still hold the wrapper (and so the group).
+FAKE_TOOL = """import torch, torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+def main():
+    if not dist.is_initialized():
+        dist.init_process_group('gloo')
+    runner = dict(model=DistributedDataParallel(torch.nn.Linear(2, 2)))
+    runner['self'] = runner
+    runner['model'](torch.ones(1, 2)).sum().backward()
+    dist.barrier()
+
+main()
+"""
+
+
+def test_the_tools_destroy_the_process_group_their_runner_initialised(monkeypatch, tmp_path):
+    """mmengine's runner initialises the default group and never destroys it; left to
+    interpreter shutdown, a gloo worker thread releasing its last work can need the GIL
+    while Python finalises and abort the process ("terminate called without an active
+    exception") after the tool succeeded. run_mmdet_tool destroys the group the tool
+    started once it has returned, and with it the group's threads; a group that already
+    existed it leaves alone."""
+    import torch.distributed as dist
+
+    from frcnn_plugin.utils import mmdet_tools
+    tool = tmp_path / 'tool.py'
+    tool.write_text(FAKE_TOOL)
+    monkeypatch.setattr(mmdet_tools, 'mmdet_tool_path', lambda name: str(tool))
+    monkeypatch.setattr(sys, 'argv', ['tools/test.py'])
+    one_process_group_env(monkeypatch)
+    threads = gloo_threads()
+    mmdet_tools.run_mmdet_tool('test.py')
+    assert not dist.is_initialized()
+    assert gloo_threads() == threads  # joined, not left running until exit
+
+    dist.init_process_group('gloo')
+    try:
+        mmdet_tools.run_mmdet_tool('test.py')
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_failing_tool_keeps_its_process_group(monkeypatch):
+    """When the tool raises, the process is failing already: the group is not torn down
+    (its peers may be gone) and the error propagates unchanged."""
+    import torch.distributed as dist
+
+    from frcnn_plugin.utils.dist import destroy_process_group_started_by
+    one_process_group_env(monkeypatch)
+
+    def failing():
+        dist.init_process_group('gloo')
+        raise RuntimeError('the tool failed')
+
+    try:
+        with pytest.raises(RuntimeError, match='the tool failed'):
+            destroy_process_group_started_by(failing)
+        assert dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 # frcnn_kitti_tiny.py at 400 x 160: no download (random initialisation); fc6 / fc7 of 256
