@@ -38,6 +38,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 
 import frcnn_plugin  # noqa: E402,F401  registers our datasets
 from frcnn_plugin.datasets.defects import CollectsDefects, DatasetError, instance_defects  # noqa: E402
+from frcnn_plugin.utils.dataset_wrappers import leaves  # noqa: E402
 
 LOADERS = {'train': 'train_dataloader', 'val': 'val_dataloader',
            'test': 'test_dataloader'}
@@ -67,23 +68,6 @@ def for_checking(dataset_cfg) -> bool:
         dataset_cfg['filter_cfg'] = dict(filter_cfg, filter_empty_gt=False)
         return True
     return False
-
-
-def leaves(dataset):
-    """The plain datasets inside dataset wrappers."""
-    if hasattr(dataset, 'datasets'):  # ConcatDataset
-        return [leaf for inner in dataset.datasets for leaf in leaves(inner)]
-    if hasattr(dataset, 'dataset'):  # RepeatDataset, ClassBalancedDataset
-        return leaves(dataset.dataset)
-    return [dataset]
-
-
-def leaf_configs(dataset_cfg):
-    """The plain dataset configs inside wrapper configs, in the order of leaves()."""
-    inner = dataset_cfg.get('datasets') or [dataset_cfg.get('dataset')]
-    if inner != [None]:
-        return [leaf for cfg in inner for leaf in leaf_configs(cfg)]
-    return [dataset_cfg]
 
 
 def summary(dataset, skips_empty: bool):
@@ -128,7 +112,7 @@ def summary(dataset, skips_empty: bool):
 def check_split(split: str, dataset_cfg) -> int:
     """Print one split's report; return its number of errors."""
     dataset_cfg = copy.deepcopy(dataset_cfg)
-    skips_empty = [for_checking(leaf) for leaf in leaf_configs(dataset_cfg)]
+    skips_empty = [for_checking(leaf) for leaf in leaves(dataset_cfg)]
     try:
         with contextlib.redirect_stdout(sys.stderr):  # pycocotools' progress lines
             dataset = DATASETS.build(dataset_cfg)

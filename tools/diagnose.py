@@ -58,14 +58,6 @@ def parse_args(argv=None):
     return args
 
 
-def load_model(cfg, checkpoint):
-    from mmdet.registry import MODELS
-    from mmengine.runner import load_checkpoint
-    model = MODELS.build(cfg.model)
-    load_checkpoint(model, checkpoint, map_location='cpu')
-    return model.eval()
-
-
 def print_report(diagnosis: dict, suggestion) -> None:
     from frcnn_plugin.analysis.diagnosis_report import (
         confusion_table,
@@ -107,6 +99,7 @@ def main(argv=None):
         plot_recall,
         write_json,
     )
+    from frcnn_plugin.utils.detector import load_detector
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -116,7 +109,7 @@ def main(argv=None):
         dataset = DATASETS.build(split_dataset_cfg(cfg, args.split))
     except ValueError as error:
         sys.exit(f'diagnose.py: {error}')
-    model = load_model(cfg, args.checkpoint)
+    model = load_detector(cfg, args.checkpoint)
     os.makedirs(args.out_dir, exist_ok=True)
 
     print(f'{args.split}: {len(dataset)} images')

@@ -14,10 +14,12 @@ image's pixels, as mmdet's ``DetInferencer`` writes them plus the class names::
      "class_names": [...]}
 
 Only detections scoring above ``--score-thr`` are drawn and written. The class names
-come from the checkpoint's ``meta['dataset_meta']`` (what mmengine's runner saves);
-the model is mmdet's ``init_detector`` / ``inference_detector`` on CONFIG's test
-pipeline. This checkout's frcnn_plugin is imported first, so our components are
-registered and our checkpoints load under torch >= 2.6.
+come from the checkpoint's ``meta['dataset_meta']`` (what mmengine's runner saves),
+else from CONFIG's test dataset; the model is built and loaded as tools/explain.py and
+tools/diagnose.py load it (``frcnn_plugin.utils.detector.load_detector``) and run by
+mmdet's ``inference_detector`` on CONFIG's test pipeline. This checkout's frcnn_plugin
+is imported first, so our components are registered and our checkpoints load under
+torch >= 2.6.
 """
 import argparse
 import json
@@ -59,20 +61,6 @@ def parse_args(argv=None):
     return args
 
 
-def load_detector(config: str, checkpoint: str, device: str):
-    """The detector in eval mode with ``dataset_meta`` set, and its test pipeline."""
-    from mmcv.transforms import Compose
-    from mmdet.apis import init_detector
-    from mmengine.config import Config
-
-    from frcnn_plugin.utils.pipelines import inference_pipeline
-
-    cfg = Config.fromfile(config)
-    cfg.model.backbone.init_cfg = None  # weights come from the checkpoint: no download
-    model = init_detector(cfg, checkpoint, device=device)
-    return model, Compose(inference_pipeline(cfg))
-
-
 def detections_to_dict(pred_instances, class_names, score_thr: float) -> dict:
     """Columns of the detections scoring above ``score_thr`` (DetInferencer's keys)."""
     keep = pred_instances[pred_instances.scores > score_thr]
@@ -86,13 +74,19 @@ def main(argv=None):
     sys.path.insert(0, REPO)
     import mmcv
     import torch
+    from mmcv.transforms import Compose
     from mmdet.apis import inference_detector
     from mmdet.visualization import DetLocalVisualizer
+    from mmengine.config import Config
 
     import frcnn_plugin  # noqa: F401  our registries; mmengine checkpoints under torch >= 2.6
+    from frcnn_plugin.utils.detector import load_detector
+    from frcnn_plugin.utils.pipelines import inference_pipeline
 
     device = args.device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
-    model, pipeline = load_detector(args.config, args.checkpoint, device)
+    cfg = Config.fromfile(args.config)
+    model = load_detector(cfg, args.checkpoint, device)
+    pipeline = Compose(inference_pipeline(cfg))
     visualizer = DetLocalVisualizer(name='frcnn_infer')
     visualizer.dataset_meta = model.dataset_meta
     class_names = model.dataset_meta['classes']

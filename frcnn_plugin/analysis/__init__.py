@@ -1,3 +1,5 @@
-"""Looking inside a detector: its stages on one image (``stages``, for
-``tools/explain.py``), ground truth from a user's files (``ground_truth``), and where
-the gts of a dataset split are lost (``diagnosis``, for ``tools/diagnose.py``)."""
+"""Looking inside a detector: its stages on one image (``stages``, the one place the
+analysis calls the detector's modules), the step-by-step walk of ``tools/explain.py``
+(``walkthrough``, drawn by ``drawing``), ground truth from a user's files
+(``ground_truth``), and where the gts of a dataset split are lost (``diagnosis`` and
+``diagnosis_report``, for ``tools/diagnose.py``)."""

@@ -44,10 +44,12 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from mmdet.registry import TASK_UTILS
 from mmdet.structures.bbox import get_box_tensor
+from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from ..boxes import box_area, box_overlaps
+from ..utils.dataset_wrappers import leaves
 from ..utils.pipelines import annotated_pipeline
 from .stages import best_anchor_ious, gts_with_positive_anchor, image_anchors, rcnn_outputs
 
@@ -335,22 +337,26 @@ def suggest_anchors(anchor_cfg: dict, assigner, records: Sequence[ImageRecord],
 # ------------------------------------------------------------------ the whole run
 def split_dataset_cfg(cfg, split: str):
     """The ``{split}_dataloader`` dataset of ``cfg``, each image once, through the test
-    pipeline with its annotations loaded before ``Resize`` (``annotated_pipeline``)."""
+    pipeline with its annotations loaded before ``Resize`` (``annotated_pipeline``).
+
+    Each image once: the wrappers that repeat or resample (``RepeatDataset``,
+    ``ClassBalancedDataset``) are left out; several datasets become one
+    ``ConcatDataset`` of them (the config's own, when it is the outermost wrapper)."""
     loader = cfg.get(f'{split}_dataloader')
     if not loader:
         raise ValueError(f'the config has no {split}_dataloader')
     pipeline = annotated_pipeline(cfg)
-
-    def with_pipeline(dataset):
-        if 'datasets' in dataset:  # ConcatDataset
-            dataset.datasets = [with_pipeline(d) for d in dataset.datasets]
-            return dataset
-        if 'dataset' in dataset:  # RepeatDataset, ClassBalancedDataset: each image once
-            return with_pipeline(dataset.dataset)
-        dataset.pipeline = pipeline
-        dataset.test_mode = True  # no filtering of images without gt
-        return dataset
-    return with_pipeline(copy.deepcopy(loader.dataset))
+    dataset = copy.deepcopy(loader.dataset)
+    datasets = leaves(dataset)
+    for leaf in datasets:
+        leaf.pipeline = pipeline
+        leaf.test_mode = True  # no filtering of images without gt
+    if len(datasets) == 1:
+        return datasets[0]
+    if dataset.get('datasets') is None:
+        dataset = ConfigDict(type='ConcatDataset')
+    dataset.datasets = datasets
+    return dataset
 
 
 def diagnose(model, dataset, score_thr: float, progress=None) -> tuple:

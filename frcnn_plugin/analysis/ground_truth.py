@@ -1,10 +1,13 @@
 """Ground truth of one image from the files and text a user has at hand.
 
-Each reader returns ``(gt, ignored)``: two ``InstanceData`` with ``bboxes (n, 4)``
-float32 ``[x1, y1, x2, y2]`` in the pixels of the image file as given and ``labels
-(n,)`` long (indices into ``class_names``; ``-1`` for the ignore regions), the form
-mmdet's heads take as ``gt_instances`` / ``ignored_instances``. Each reads its format
-as the mmdet dataset of that format does:
+Each reader returns a :class:`GroundTruth` ``(gt, ignored, skipped, source)``: two
+``InstanceData`` with ``bboxes (n, 4)`` float32 ``[x1, y1, x2, y2]`` in the pixels of
+the image file as given and ``labels (n,)`` long (indices into ``class_names``; ``-1``
+for the ignore regions), the form mmdet's heads take as ``gt_instances`` /
+``ignored_instances``, then the objects left out because their class is not one of
+``class_names`` (counted by class name; :meth:`GroundTruth.skipped_note` says so in one
+line, as the datasets' loaders do) and the file read. Each reads its format as the mmdet
+dataset of that format does:
 
 - :func:`parse_gt_text`: ``"x1,y1,x2,y2[,label];..."``, label a class index or
   name (class 0 when left out);
@@ -21,7 +24,8 @@ or the offending ``--gt`` token.
 """
 import json
 import xml.etree.ElementTree as ET
-from typing import List, Optional, Sequence, Tuple
+from collections import Counter
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 from mmengine.structures import InstanceData
@@ -29,7 +33,30 @@ from mmengine.structures import InstanceData
 from ..boxes import rescale_boxes
 from ..datasets.kitti_tiny import parse_kitti_label
 
-GroundTruth = Tuple[InstanceData, InstanceData]
+
+class GroundTruth(NamedTuple):
+    """One image's ground truth as a reader found it (see the module docstring)."""
+    gt: InstanceData                 # bboxes (n, 4), labels (n,)
+    ignored: InstanceData            # bboxes (m, 4), labels (m,) all -1
+    skipped: Dict[str, int]          # class name -> objects left out (not in class_names)
+    source: str                      # the file read ('--gt' for typed boxes)
+
+    def skipped_note(self) -> Optional[str]:
+        """One line naming every skipped object's class and count and the file, e.g.
+        ``skipped 3 objects of classes not in the config: dog x2, cat x1 (a.xml)``;
+        ``None`` when nothing was skipped."""
+        if not self.skipped:
+            return None
+        count = sum(self.skipped.values())
+        what = ('1 object of a class' if count == 1 else f'{count} objects of classes')
+        classes = ', '.join(f'{name} x{n}' for name, n in
+                            sorted(self.skipped.items(), key=lambda item: (-item[1], item[0])))
+        return f'skipped {what} not in the config: {classes} ({self.source})'
+
+    def resized(self, scale_factor: Sequence[float]) -> 'GroundTruth':
+        """The same in the resized image (see :func:`scale_to_resized`)."""
+        return self._replace(gt=scale_to_resized(self.gt, scale_factor),
+                             ignored=scale_to_resized(self.ignored, scale_factor))
 
 
 def make_instances(boxes: Sequence[Sequence[float]], labels: Sequence[int]) -> InstanceData:
@@ -94,7 +121,7 @@ def parse_gt_text(text: str, class_names: Sequence[str]) -> GroundTruth:
         check_box(box, where)
         boxes.append(box)
         labels.append(class_index(fields[4], class_names, where) if len(fields) == 5 else 0)
-    return make_instances(boxes, labels), make_instances([], [])
+    return GroundTruth(make_instances(boxes, labels), make_instances([], []), {}, '--gt')
 
 
 def xml_text(node: ET.Element, tag: str, where: str) -> str:
@@ -111,11 +138,12 @@ def read_voc_xml(path: str, class_names: Sequence[str]) -> GroundTruth:
     except ET.ParseError as error:
         line, column = error.position
         raise ValueError(f'{path}:{line}:{column}: not valid XML ({error})') from None
-    gt_boxes, gt_labels, ignore = [], [], []
+    gt_boxes, gt_labels, ignore, skipped = [], [], [], Counter()
     for number, obj in enumerate(root.findall('object'), start=1):
         where = f'{path}: object {number}'
         name = xml_text(obj, 'name', where)
         if name not in class_names:
+            skipped[name] += 1
             continue
         bndbox = obj.find('bndbox')
         if bndbox is None:
@@ -134,7 +162,8 @@ def read_voc_xml(path: str, class_names: Sequence[str]) -> GroundTruth:
         else:
             gt_boxes.append(box)
             gt_labels.append(list(class_names).index(name))
-    return make_instances(gt_boxes, gt_labels), make_instances(ignore, [-1] * len(ignore))
+    return GroundTruth(make_instances(gt_boxes, gt_labels),
+                       make_instances(ignore, [-1] * len(ignore)), dict(skipped), path)
 
 
 def read_coco_json(path: str, image_id: str, class_names: Sequence[str]) -> GroundTruth:
@@ -156,7 +185,7 @@ def read_coco_json(path: str, image_id: str, class_names: Sequence[str]) -> Grou
         raise ValueError(f'{path}: no image with id or file_name {image_id!r} '
                          f'({len(coco["images"])} images)')
     names = {category['id']: category['name'] for category in coco['categories']}
-    gt_boxes, gt_labels, ignore = [], [], []
+    gt_boxes, gt_labels, ignore, skipped = [], [], [], Counter()
     for ann in coco['annotations']:
         if ann.get('image_id') != image['id'] or ann.get('ignore', False):
             continue
@@ -167,19 +196,23 @@ def read_coco_json(path: str, image_id: str, class_names: Sequence[str]) -> Grou
         inter_h = max(0, min(y + h, image['height']) - max(y, 0))
         if inter_w * inter_h == 0 or ann.get('area', w * h) <= 0 or w < 1 or h < 1:
             continue
-        name = names.get(ann['category_id'])
+        name = names.get(ann['category_id'], f'category_id {ann["category_id"]}')
         if name not in class_names:
+            skipped[name] += 1
             continue
         if ann.get('iscrowd', False):
             ignore.append([x, y, x + w, y + h])
         else:
             gt_boxes.append([x, y, x + w, y + h])
             gt_labels.append(list(class_names).index(name))
-    return make_instances(gt_boxes, gt_labels), make_instances(ignore, [-1] * len(ignore))
+    return GroundTruth(make_instances(gt_boxes, gt_labels),
+                       make_instances(ignore, [-1] * len(ignore)), dict(skipped),
+                       f'{path}, image {image["id"]}')
 
 
 def read_kitti_label(path: str, class_names: Sequence[str]) -> GroundTruth:
-    """A KITTI label file, read as :class:`KittiTinyDataset` reads it."""
+    """A KITTI label file, read as :class:`KittiTinyDataset` reads it: the objects of
+    other types are ignore regions, none is skipped."""
     with open(path) as f:
         objects = parse_kitti_label(f.read(), path)
     gt_boxes, gt_labels, ignore = [], [], []
@@ -189,7 +222,8 @@ def read_kitti_label(path: str, class_names: Sequence[str]) -> GroundTruth:
             gt_labels.append(list(class_names).index(name))
         else:
             ignore.append(box)
-    return make_instances(gt_boxes, gt_labels), make_instances(ignore, [-1] * len(ignore))
+    return GroundTruth(make_instances(gt_boxes, gt_labels),
+                       make_instances(ignore, [-1] * len(ignore)), {}, path)
 
 
 def read_ground_truth(class_names: Sequence[str], gt: Optional[str] = None,

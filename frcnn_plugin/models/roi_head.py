@@ -1,8 +1,8 @@
-"""Seed step "proposal target layer" (seed 000 section 6, seed 002 "Proposal targets") and
-the detection pass of the Fast R-CNN stage: the RoI head that ties the RoI extractor and
-the bbox head together.
+"""The proposal target layer (the Korean walkthrough, '6. Proposal Target Layer'; the
+step-by-step PyTorch tutorial, 'Proposal targets') and the detection pass of the Fast
+R-CNN stage: the RoI head that ties the RoI extractor and the bbox head together.
 
-Training, per image (the seeds' one image): label every proposal by its best gt
+Training, per image (the tutorials' one image): label every proposal by its best gt
 (``ious.argmax(axis=1)``: positive from IoU 0.5, negative below), add the gt boxes to
 the proposals (py-faster-rcnn's proposal target layer does so), draw 128 of them with up
 to 25 % positives, then pool the drawn RoIs of all images from the feature map and feed
@@ -10,25 +10,15 @@ them to the Fast R-CNN head, whose losses are the stage's. Testing: pool every p
 score and regress it, decode per class, NMS per class (the bbox head's
 ``predict_by_feat``).
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from mmdet.models.roi_heads.base_roi_head import BaseRoIHead
 from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures import SampleList
-from mmdet.structures.bbox import get_box_tensor
+from mmdet.structures.bbox import bbox2roi
 from mmengine.structures import InstanceData
 from torch import Tensor
-
-
-def rois_from_boxes(boxes_per_image: Sequence[Tensor]) -> Tensor:
-    """Per-image boxes ``(n_i, 4)`` -> RoIs ``(sum n_i, 5)``, rows ``[image index, x1, y1,
-    x2, y2]``: the seeds' ``indices_and_rois``, for a batch of images."""
-    rois = []
-    for image, boxes in enumerate(boxes_per_image):
-        boxes = get_box_tensor(boxes)
-        rois.append(torch.cat((boxes.new_full((boxes.size(0), 1), image), boxes), dim=1))
-    return torch.cat(rois)
 
 
 @MODELS.register_module()
@@ -42,7 +32,7 @@ class ScratchRoIHead(BaseRoIHead):
 
         per image i:  assign = assigner(proposals_i, gt_i)          IoU labels, (n_i,)
                       sample = sampler(assign, proposals_i, gt_i)   gt prepended, m_i drawn
-        rois = rois_from_boxes(sample.priors of every image)        (sum m_i, 5)
+        rois = bbox2roi(sample.priors of every image)               (sum m_i, 5)
         cls_score, bbox_pred = bbox_head(roi_extractor(x, rois))    (M, C + 1), (M, 4C)
         losses = bbox_head.loss_and_target(..., sampling results)
 
@@ -114,7 +104,7 @@ class ScratchRoIHead(BaseRoIHead):
 
     def bbox_loss(self, x: Tuple[Tensor], sampling_results: list) -> dict:
         """:meth:`_bbox_forward` on the sampled RoIs plus ``loss_bbox``, the head's losses."""
-        rois = rois_from_boxes([res.priors for res in sampling_results])
+        rois = bbox2roi([res.priors for res in sampling_results])
         bbox_results = self._bbox_forward(x, rois)
         targets = self.bbox_head.loss_and_target(
             cls_score=bbox_results['cls_score'], bbox_pred=bbox_results['bbox_pred'],
@@ -125,7 +115,7 @@ class ScratchRoIHead(BaseRoIHead):
     def forward(self, x: Tuple[Tensor], rpn_results_list: List[InstanceData],
                 batch_data_samples: Optional[SampleList] = None) -> tuple:
         """The raw head outputs on every proposal: ``(cls_score, bbox_pred)``."""
-        rois = rois_from_boxes([res.bboxes for res in rpn_results_list])
+        rois = bbox2roi([res.bboxes for res in rpn_results_list])
         bbox_results = self._bbox_forward(x, rois)
         return bbox_results['cls_score'], bbox_results['bbox_pred']
 
@@ -135,7 +125,7 @@ class ScratchRoIHead(BaseRoIHead):
         """Detections per image from its proposals (see the class doc); without
         ``rcnn_test_cfg`` every class's box and score of every proposal."""
         proposals = [res.bboxes for res in rpn_results_list]
-        rois = rois_from_boxes(proposals)
+        rois = bbox2roi(proposals)
         if rois.size(0) == 0:
             # No proposal in the whole batch: nothing to pool (mmdet's empty_instances).
             scores_shape = (0, self.bbox_head.num_classes + 1) if rcnn_test_cfg is None else (0,)

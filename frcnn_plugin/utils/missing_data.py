@@ -10,23 +10,14 @@ unless absolute. Wrappers are walked: ``ConcatDataset.datasets``,
 import os.path as osp
 from typing import Iterator, List, Optional, Tuple
 
+from .dataset_wrappers import leaf_datasets
+
 # Where tools/prepare_data.py puts each dataset by default (its --out).
 KITTI_TINY_ROOT = 'data/kitti_tiny'
 VOC_ROOT = 'data/VOCdevkit'
 SHAPES_ROOT = 'data/shapes'
 # The README section that shows how to lay out and configure your own data.
 CUSTOM_DATA_RECIPE = "the README's custom-data recipe ('Fine-tuning on your own data')"
-
-
-def leaf_datasets(dataset: dict, key: str) -> Iterator[Tuple[str, dict]]:
-    """(config key, config) of each dataset that reads files, through wrappers."""
-    if dataset.get('datasets') is not None:
-        for i, inner in enumerate(dataset['datasets']):
-            yield from leaf_datasets(inner, f'{key}.datasets.{i}')
-    elif dataset.get('dataset') is not None:
-        yield from leaf_datasets(dataset['dataset'], f'{key}.dataset')
-    else:
-        yield key, dataset
 
 
 def dataset_paths(dataset: dict) -> Iterator[Tuple[str, str]]:

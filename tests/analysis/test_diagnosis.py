@@ -1,6 +1,8 @@
 """The stage logic of tools/diagnose.py on hand-built detector outputs: each gt gets
 exactly one outcome, in the documented order, and the counts add up."""
+import pytest
 import torch
+from mmengine.config import Config
 from mmengine.structures import InstanceData
 
 from frcnn_plugin.analysis.diagnosis import (
@@ -17,6 +19,7 @@ from frcnn_plugin.analysis.diagnosis import (
     outcome_counts,
     proposal_ranks,
     recall_curve,
+    split_dataset_cfg,
     suggest_anchors,
 )
 
@@ -133,3 +136,34 @@ def test_suggested_anchors_cover_a_small_box():
     first = suggestion['steps'][0]
     assert first['add'] in ('scale 2.0', 'scale 2.8284') and first['no_positive_anchor'] == 0
     assert first['no_positive_anchor_share'] == 0.0 and len(suggestion['steps']) == 1
+
+
+def test_split_dataset_each_image_once_through_the_annotated_pipeline():
+    """Wrappers that repeat are left out, several datasets stay one ConcatDataset; every
+    dataset gets the test pipeline with its annotations loaded before Resize."""
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(64, 64)),
+                dict(type='LoadAnnotations', with_bbox=True), dict(type='PackDetInputs')]
+    annotated = [pipeline[0], pipeline[2], pipeline[1], pipeline[3]]
+
+    def leaf(name):
+        return dict(type='CocoDataset', ann_file=name, pipeline=pipeline)
+    cfg = Config(dict(
+        test_dataloader=dict(dataset=leaf('test')),
+        val_dataloader=dict(dataset=dict(type='ConcatDataset', ignore_keys=['x'], datasets=[
+            dict(type='RepeatDataset', times=3, dataset=leaf('a')), leaf('b')])),
+        train_dataloader=dict(dataset=dict(type='ClassBalancedDataset', oversample_thr=0.1,
+                                           dataset=dict(type='ConcatDataset',
+                                                        datasets=[leaf('c'), leaf('d')])))))
+    val = split_dataset_cfg(cfg, 'val')
+    assert val.type == 'ConcatDataset' and val.ignore_keys == ['x']
+    assert [d.ann_file for d in val.datasets] == ['a', 'b']
+    train = split_dataset_cfg(cfg, 'train')
+    assert train.type == 'ConcatDataset' and [d.ann_file for d in train.datasets] == ['c', 'd']
+    for dataset in val.datasets + train.datasets:
+        assert dataset.pipeline == annotated and dataset.test_mode is True
+    assert cfg.val_dataloader.dataset.datasets[1].pipeline == pipeline  # a copy was changed
+    test = split_dataset_cfg(cfg, 'test')
+    assert test.ann_file == 'test' and test.pipeline == annotated
+    cfg.test_dataloader = None
+    with pytest.raises(ValueError, match='the config has no test_dataloader'):
+        split_dataset_cfg(cfg, 'test')

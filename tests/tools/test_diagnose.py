@@ -28,7 +28,7 @@ def run(python, repo, *args):
 
 @pytest.fixture(scope='module')
 def tiny(repo, kitti_tiny_root, tmp_path_factory):
-    """(config, checkpoint): the seeds' VGG16 at 320 x 97, random weights with confident
+    """(config, checkpoint): the paper's VGG16 at 320 x 97, random weights with confident
     class scores (so some boxes pass the threshold), saved as the runner saves."""
     tmp = tmp_path_factory.mktemp('diagnose')
     config = write_small_config(tmp / 'tiny.py', repo / 'configs/frcnn_kitti_tiny.py',

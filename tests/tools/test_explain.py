@@ -1,9 +1,11 @@
-"""tools/explain.py on a KittiTiny image with the seeds' VGG16 config at reduced scale:
+"""tools/explain.py on a KittiTiny image with the paper's VGG16 config at reduced scale:
 the pictures exist and are images, and the summary's counts are the real modules';
-with --seed-setting and seed 000's zebra boxes, the seeds' numbers."""
+with --tutorial-setting and the Korean walkthrough's zebra boxes, the tutorials' numbers
+(``--seed-setting``, its former name, still works, with a deprecation note)."""
 import math
 import re
 import subprocess
+import sys
 
 import mmcv
 import pytest
@@ -123,23 +125,25 @@ def test_explain_checkpoint_without_gt(repo, kitti_tiny_root, python, tmp_path):
 
 
 @pytest.mark.slow  # VGG16 at 800 x 800 on the CPU: about 30 CPU-seconds
-def test_explain_seed_setting_gives_the_zebra_numbers(repo, python, tmp_path):
-    """Seed 000's zebra boxes on an 800 x 800 image (any picture: anchors and IoUs do not
-    depend on it or on the weights): seed 003's best IoUs, 22500 anchors, 8940 inside."""
+def test_explain_tutorial_setting_gives_the_zebra_numbers(repo, python, tmp_path):
+    """The Korean walkthrough's zebra boxes on an 800 x 800 image (any picture: anchors
+    and IoUs do not depend on it or on the weights): the PyTorch practice notebook's
+    best IoUs, 22500 anchors, 8940 inside."""
     image = tmp_path / 'noise.jpg'
     mmcv.imwrite(torch.randint(0, 256, (800, 800, 3), dtype=torch.uint8).numpy(), str(image))
-    summary = explain(python, repo, tmp_path / 'out', image, '--seed-setting', '--gt', ZEBRAS,
-                      options=OPTIONS[:1] + OPTIONS[2:])
+    summary = explain(python, repo, tmp_path / 'out', image, '--tutorial-setting', '--gt',
+                      ZEBRAS, options=OPTIONS[:1] + OPTIONS[2:])
+    assert field(summary, 'setting') == "the tutorials' (--tutorial-setting)"
     assert field(summary, 'best anchor IoU per gt') == '0.5851, 0.5753, 0.5255, 0.6326'
-    # float32 IoUs tie less often than the seed's float64 ones (6 / 24 / 12 / 3).
+    # float32 IoUs tie less often than the Korean walkthrough's float64 ones (6 / 24 / 12 / 3).
     assert field(summary, 'anchors reaching it per gt') == '6, 15, 6, 3'
     assert sizes(field(summary, 'resized size (h x w)')) == [(800, 800)]
     assert sizes(field(summary, 'feature map sizes (h x w)')) == [(50, 50)]
     assert int(field(summary, 'total anchors')) == 22500
     assert int(field(summary, 'inside-image anchors (allowed_border=0)')) == 8940
     assert 'anchor_base level 0 (9 x 4, x1 y1 x2 y2)' in summary
-    for line in ('inside anchors (seeds: 8940): ours 8940: same',
-                 'anchors (seeds: 22500): ours 22500: same',
+    for line in ('inside anchors (the tutorials: 8940): ours 8940: same',
+                 'anchors (the tutorials: 22500): ours 22500: same',
                  'ours 0.5851 0.5753 0.5255 0.6326: same'):
         assert line in summary
     # RPN sampling: every best-IoU anchor is positive (all > min_pos_iou = 0.3; none
@@ -157,9 +161,15 @@ def test_explain_voc_gt_and_bad_gt(repo, kitti_tiny_root, python, tmp_path):
                    '<ymin>181</ymin><xmax>701</xmax><ymax>251</ymax></bndbox></object>'
                    '<object><name>Pedestrian</name><difficult>1</difficult><bndbox>'
                    '<xmin>11</xmin><ymin>11</ymin><xmax>41</xmax><ymax>101</ymax></bndbox>'
-                   '</object></annotation>')
+                   '</object>' + ''.join(
+                       f'<object><name>{name}</name><bndbox><xmin>21</xmin><ymin>21</ymin>'
+                       '<xmax>61</xmax><ymax>61</ymax></bndbox></object>'
+                       for name in ('Truck', 'dog', 'Truck')) + '</annotation>')
     summary = explain(python, repo, tmp_path / 'voc', image, '--gt-voc', xml)
     assert field(summary, 'gt boxes') == '1 (+ 1 ignore regions)'
+    # The objects of classes KittiTiny's config does not have are named, not dropped.
+    assert field(summary, 'ground truth') == (
+        f'skipped 3 objects of classes not in the config: Truck x2, dog x1 ({xml})')
     scale = 500 / 1242  # the test pipeline's Resize, width-bound
     box = [float(v) for v in field(summary, 'gt 0 (resized image)').split('[')[1][:-1].split(',')]
     expected = [v * s for v, s in zip((600, 180, 700, 250), (scale, 151 / 375) * 2)]
@@ -181,3 +191,23 @@ def test_explain_missing_image(repo, python, tmp_path):
     assert result.returncode != 0 and 'no/such.jpeg' in result.stderr
     assert not list(tmp_path.glob('*.png'))
 
+
+
+@pytest.fixture
+def explain_tool(repo, monkeypatch):
+    """tools/explain.py imported as a module (its parse_args), tools/ on the path."""
+    monkeypatch.syspath_prepend(str(repo / 'tools'))
+    monkeypatch.delitem(sys.modules, 'explain', raising=False)
+    import explain as tool
+    return tool
+
+
+def test_seed_setting_is_a_deprecated_alias(explain_tool, capsys):
+    args = explain_tool.parse_args(['c.py', 'i.jpg', '--out-dir', 'o', '--seed-setting'])
+    assert args.tutorial_setting is True
+    assert capsys.readouterr().err == (
+        'explain.py: --seed-setting is deprecated and will be removed in the next release; '
+        'use --tutorial-setting (the same setting)\n')
+    args = explain_tool.parse_args(['c.py', 'i.jpg', '--out-dir', 'o', '--tutorial-setting'])
+    assert args.tutorial_setting is True and capsys.readouterr().err == ''
+    assert explain_tool.parse_args(['c.py', 'i.jpg', '--out-dir', 'o']).tutorial_setting is False
