@@ -9,7 +9,7 @@ import os
 import os.path as osp
 import sys
 
-# The packages the tools import (requirements/lock.txt, mmcv from requirements/mmcv.txt).
+# The packages the tools import (requirements/lock.txt: mmcv as mmcv-lite, or compiled mmcv).
 STACK = ('torch', 'torchvision', 'mmengine', 'mmcv', 'mmdet')
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
