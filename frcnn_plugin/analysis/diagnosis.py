@@ -297,8 +297,12 @@ def suggest_anchors(anchor_cfg: dict, assigner, records: Sequence[ImageRecord],
 
     Evaluated on the images that have uncovered gts (adding anchors does not take a
     positive anchor from a covered gt elsewhere). ``None`` if every gt is covered.
+    ``records``: :class:`ImageRecord` or any record with their ``gt_boxes``,
+    ``gt_labels``, ``ignored``, ``featmap_sizes``, ``img_meta`` and
+    ``has_positive_anchor`` (``tools/check_dataset.py``'s
+    :class:`.anchor_fit.ResizedImage`).
     """
-    total = sum(len(r.outcomes) for r in records)
+    total = sum(len(r.gt_labels) for r in records)
     hard = [r for r in records if not r.has_positive_anchor.all()]
     if not hard:
         return None

@@ -18,10 +18,14 @@ Accepted (documented):
     * a ``<size>`` of 0 x 0 or none (the image's header gives the size; mmdet
       decodes the whole image for it);
     * a box reaching outside its image (VOC pixels run from 1 to width / height, so
-      ``xmax == width`` is inside): clipped to the image, and each one is a warning;
+      ``xmax == width`` is inside): clipped to the image, and each one is a warning,
+      counted in the log at load (one line: the count and an example);
     * objects whose ``<name>`` is not in ``classes`` are skipped as in mmdet, but
       counted: one warning line per name at load (count and an example file), so a
-      misspelt class cannot silently lose its boxes.
+      misspelt class cannot silently lose its boxes;
+    * a class of ``classes`` without objects (ignore regions aside) in this split: a
+      warning naming it, logged at load (the head would train a class that is never
+      a positive).
 
 Errors, each naming the file and line: a missing image-set file, annotation or image
 (naming ``<id>.png`` or the like if there is one: ``img_suffix`` reads other
@@ -43,11 +47,10 @@ from xml.parsers import expat
 
 from mmdet.datasets import VOCDataset
 from mmdet.registry import DATASETS
-from mmengine.fileio import get, get_local_path
+from mmengine.fileio import get
 from mmengine.logging import print_log
-from PIL import Image, UnidentifiedImageError
 
-from .defects import CollectsDefects
+from .defects import CollectsDefects, image_size
 
 BOX_TAGS = ('xmin', 'ymin', 'xmax', 'ymax')
 
@@ -86,7 +89,8 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
     Args:
         raise_on_defects (bool): as :class:`CollectsDefects`.
         check_images (bool): read every image's header (without decoding it: about
-            0.4 ms an image) to find missing images and ``<size>`` mismatches at load.
+            0.4 ms an image; :func:`image_size`, EXIF orientation included) to find
+            missing images and ``<size>`` mismatches at load.
             False skips it; a missing image then fails in the data loader.
             Default: True.
         img_suffix (str): the images' file extension: ``JPEGImages/<id><img_suffix>``
@@ -104,6 +108,7 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
             '`classes` in `XMLDataset` can not be None.'
         self.cat2label = {cat: i for i, cat in enumerate(self._metainfo['classes'])}
         self.defects = []
+        self.counted = {}
         # name -> [count, (xml path, line) of the first] of objects not in classes
         self.skipped_names: Dict[str, list] = {}
 
@@ -203,17 +208,16 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
         return None if width == height == 0 else (width, height)
 
     def _image_size(self, img_path, id_line) -> Optional[Tuple[int, int]]:
-        """(width, height) from the image's header, without decoding its pixels."""
+        """(width, height) from the image's header (:func:`image_size`), or None
+        with its defect."""
         try:
-            with get_local_path(img_path, backend_args=self.backend_args) as local:
-                with Image.open(local) as img:
-                    return img.size
+            return image_size(img_path, self.backend_args)
         except FileNotFoundError:
             others = glob.glob(glob.escape(osp.splitext(img_path)[0]) + '.*')
             hint = (f' (there is {osp.basename(min(others))}: set img_suffix)'
                     if others else '')
             self.add_defect(*id_line, f'image not found: {img_path}{hint}')
-        except (UnidentifiedImageError, OSError) as e:
+        except OSError as e:
             self.add_defect(*id_line, f'unreadable image {img_path}: {e}')
         return None
 
@@ -268,6 +272,8 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
             self.add_defect(xml_path, where, f'box of {name!r} reaches outside the '
                             f'{width}x{height} image (VOC pixels are 1..{width}, '
                             f'1..{height}): {box} clipped to {clipped}', error=False)
+            self.count('box(es) reaching outside their image, clipped to it',
+                       f'{xml_path}:{where}')
 
         bbox = [v - 1 for v in clipped]  # VOC's 1-based pixels, 0-based as mmdet's
         ignore = False

@@ -1,8 +1,10 @@
 import json
+import logging
 
 import pytest
 from coco_files import TRAIN, write_coco
 from mmdet.registry import DATASETS
+from mmengine.logging import MMLogger
 
 from frcnn_plugin.datasets import DatasetError, Defect, ScratchCocoDataset
 
@@ -119,3 +121,59 @@ def test_not_json_names_line_and_column(tmp_path):
     with pytest.raises(DatasetError) as error:
         build(tmp_path)
     assert str(error.value) == f'{path}:2: not JSON: Expecting value (column 13)'
+
+
+def log_of(build_dataset):
+    """The dataset built, and the warnings it logged."""
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        dataset = build_dataset()
+    finally:
+        logger.removeHandler(handler)
+    return dataset, [r.getMessage() for r in records]
+
+
+def test_sizes_come_from_the_files_and_every_skip_is_logged(tmp_path):
+    """a.jpg's JSON says 320x240, its file is 640x480: the file's size is used, so the
+    box beyond 320x240 is kept (mmdet, with the JSON's size, drops it without a word;
+    a.jpg's other two boxes reach beyond 320x240 too).
+    Each kind of skipped or changed box is one log line with its count."""
+    path = write_coco(tmp_path, extra=[ann(10, [400, 300, 50, 50]),
+                                       ann(11, [5, 5, 20, 20], ignore=True),
+                                       ann(12, [5, 5, 20, 0.5], image_id=2)])
+    coco = json.loads(path.read_text())
+    coco['images'][0].update(width=320, height=240)
+    path.write_text(json.dumps(coco))
+    theirs = build(tmp_path, dataset_type='CocoDataset')
+    ours, log = log_of(lambda: build(tmp_path))
+    assert [len(i['instances']) for i in infos(theirs)] == [2, 2]  # a.jpg's 10 dropped
+    assert [len(i['instances']) for i in infos(ours)] == [3, 2]
+    assert (infos(ours)[0]['width'], infos(ours)[0]['height']) == (640, 480)
+    ann_file = f'{tmp_path}/annotations/train.json'
+    assert log == [f'ScratchCocoDataset: {ann_file}: {message}' for message in [
+        '1 annotation(s) marked "ignore", skipped as mmdet does (e.g. annotation 11 '
+        '(image a.jpg))',
+        "1 image(s) whose JSON width x height is not the file's, the file's used (e.g. "
+        'a.jpg: JSON 320x240, file 640x480)',
+        "3 box(es) reaching beyond their image's JSON width x height, judged against the "
+        "file's size (e.g. annotation 1 (image a.jpg))",
+        '1 box(es) under one pixel or of zero area, skipped as mmdet does (e.g. '
+        'annotation 12 (image b.jpg))']]
+    assert Defect(ann_file, None, "image 1 (a.jpg): the JSON says 320x240, the file "
+                  f"{tmp_path}/images/a.jpg is 640x480: the file's size is used (3 box(es) "
+                  "reach beyond the JSON's)", False) in ours.defects
+    # Without reading the images, the JSON's size (and mmdet's skips).
+    unchecked = build(tmp_path, check_images=False)
+    assert [len(i['instances']) for i in infos(unchecked)] == [2, 2]
+
+
+def test_unreadable_image(tmp_path):
+    write_coco(tmp_path)
+    (tmp_path / 'images' / 'a.jpg').write_text('not an image')
+    errors = [d for d in build(tmp_path, raise_on_defects=False).defects if d.error]
+    assert len(errors) == 1 and errors[0].message.startswith(
+        f'image 1: unreadable image {tmp_path}/images/a.jpg: ')

@@ -1,8 +1,10 @@
 import math
 
+import mmcv
 import pytest
+from PIL import Image
 
-from frcnn_plugin.datasets.defects import DatasetError, Defect, box_defect
+from frcnn_plugin.datasets.defects import DatasetError, Defect, box_defect, image_size
 
 
 @pytest.mark.parametrize('bbox, expected', [
@@ -29,3 +31,26 @@ def test_dataset_error_lists_errors_from_the_first_path_line():
     assert str(DatasetError(defects, max_shown=1)).splitlines() == [
         'a.xml:3: one', '... 2 errors in all, the first 1 shown; python '
         'tools/check_dataset.py CONFIG lists every one']
+
+
+@pytest.mark.parametrize('suffix', ['.jpg', '.png'])
+@pytest.mark.parametrize('orientation', [None, 1, 3, 6, 8])
+def test_image_size_is_the_decoded_image_s(tmp_path, suffix, orientation):
+    """The header's size, turned a quarter by an EXIF orientation as mmcv's decoder
+    (the pipeline's LoadImageFromFile) turns the pixels."""
+    path = tmp_path / f'photo{suffix}'
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    Image.new('RGB', (60, 40), (10, 20, 30)).save(path, exif=exif)
+    height, width = mmcv.imfrombytes(path.read_bytes()).shape[:2]
+    assert image_size(str(path)) == (width, height)
+    assert (width, height) == ((40, 60) if orientation in (6, 8) else (60, 40))
+
+
+def test_image_size_of_what_is_no_image(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        image_size(str(tmp_path / 'none.jpg'))
+    (tmp_path / 'text.jpg').write_text('not an image')
+    with pytest.raises(OSError):
+        image_size(str(tmp_path / 'text.jpg'))

@@ -43,7 +43,10 @@ def test_same_data_as_mmdet_and_takes_the_published_files(tmp_path, filter_cfg):
     ours = build(published, filter_cfg=filter_cfg)
     assert isinstance(ours, ScratchVOCDataset)
     assert data_list(ours, published) == expected
-    assert ours.defects == []
+    # bbox_min_size=100 makes every helmet an ignore region: a class without objects
+    assert ours.defects == ([] if filter_cfg is None else [Defect(
+        f'{published}/ImageSets/Main/trainval.txt', None, "class 'helmet' has no objects: "
+        'the head would learn a class that is never a positive', False)])
     # The first image as mmdet reads VOC: 1-based pixels made 0-based; the 90 x 68
     # helmet is under bbox_min_size.
     assert expected[0]['instances'][:2] == [
@@ -129,6 +132,8 @@ def test_every_defect_is_named_with_file_and_line(tmp_path):
                "box of 'vest' lies outside the 800x600 image: [810, 5, 900, 90]"),
         Defect(f'{xml}/misspelt.xml', 14, "2 object(s) named 'helmat' skipped: not in "
                "classes ('helmet', 'vest', 'person', 'forklift')", error=False),
+        Defect(ann, None, "class 'forklift' has no objects: the head would learn a class "
+               'that is never a positive', error=False),
     ]
     dataset = build(root, split='broken', raise_on_defects=False)
     assert dataset.defects == expected
@@ -166,7 +171,10 @@ def test_misspelt_class_is_logged_once_per_name(tmp_path):
         f"ScratchVOCDataset: {root}/Annotations/a.xml:26: 1 object(s) named 'Person' "
         f'skipped: not in classes {classes}',
         f"ScratchVOCDataset: {root}/Annotations/a.xml:14: 2 object(s) named 'helmat' "
-        f'skipped: not in classes {classes}']
+        f'skipped: not in classes {classes}'] + [
+        f'ScratchVOCDataset: {root}/ImageSets/Main/trainval.txt: class {name!r} has no '
+        'objects: the head would learn a class that is never a positive'
+        for name in ('helmet', 'vest', 'forklift')]
     assert [len(dataset.get_data_info(i)['instances']) for i in range(2)] == [0, 1]
 
 

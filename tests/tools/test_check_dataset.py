@@ -33,7 +33,7 @@ def voc_recipe(repo, tmp_path, root):
 def test_published_voc_set_per_split(repo, tmp_path, check, capsys):
     root = write_voc(tmp_path / 'site')
     assert check([str(voc_recipe(repo, tmp_path, root))]) == 0
-    assert capsys.readouterr().out.splitlines() == [
+    assert without_log_lines(capsys.readouterr().out).splitlines() == [
         f'train: ScratchVOCDataset {root}/ImageSets/Main/trainval.txt',
         '  images: 3, without objects: 0 (filter_empty_gt: training leaves them out)',
         '  class     objects  ignored',
@@ -44,6 +44,15 @@ def test_published_voc_set_per_split(repo, tmp_path, check, capsys):
         '  (all)           7        1',
         '  boxes by COCO area: 0 small (< 32x32), 2 medium, 5 large (>= 96x96)',
         '  box shorter side: min 68 / median 170 / max 390 px',
+        "  anchor fit at the train pipeline's resize (all 3 images):",
+        '    class     shorter side after resize: min / median / max px',
+        '    helmet    68 / 68 / 69',
+        '    vest      160 / 165 / 170',
+        '    person    199 / 200 / 200',
+        '    forklift  390 / 390 / 390',
+        '    best anchor IoU under pos_iou_thr 0.7: 7 of 7 boxes (100.0%) (they get at most '
+        'their best anchor(s) as positives, from min_pos_iou 0.3)',
+        '    no positive anchor at all (the assigner as in training): 0 of 7 boxes (0.0%)',
         '  defects: 0 error(s), 0 warning(s)',
         f'val: ScratchVOCDataset {root}/ImageSets/Main/test.txt',
         '  images: 1, without objects: 0',
@@ -55,7 +64,22 @@ def test_published_voc_set_per_split(repo, tmp_path, check, capsys):
         '  (all)           2        0',
         '  boxes by COCO area: 0 small (< 32x32), 1 medium, 1 large (>= 96x96)',
         '  box shorter side: min 50 / median 214.5 / max 379 px',
-        '  defects: 0 error(s), 0 warning(s)',
+        "  anchor fit at the train pipeline's resize (all 1 images):",
+        '    class     shorter side after resize: min / median / max px',
+        '    helmet    50 / 50 / 50',
+        '    vest      -',
+        '    person    -',
+        '    forklift  379 / 379 / 379',
+        '    best anchor IoU under pos_iou_thr 0.7: 2 of 2 boxes (100.0%) (they get at most '
+        'their best anchor(s) as positives, from min_pos_iou 0.3)',
+        '    no positive anchor at all (the assigner as in training): 1 of 2 boxes (50.0%)',
+        '    suggested: add scale 4.0: scales [4.0, 8.0, 16.0, 32.0], ratios [0.5, 1.0, '
+        '2.0] -> no positive anchor: 0 of 2 boxes (0.0%)',
+        '  defects: 0 error(s), 2 warning(s)',
+        f"    warning: {root}/ImageSets/Main/test.txt: class 'vest' has no objects: the "
+        'head would learn a class that is never a positive',
+        f"    warning: {root}/ImageSets/Main/test.txt: class 'person' has no objects: the "
+        'head would learn a class that is never a positive',
         'test: the same dataset as val',
         'no errors']
 
@@ -78,15 +102,21 @@ def test_broken_copy_names_each_file(repo, tmp_path, python):
     assert out[:2] == [f'train: ScratchVOCDataset {root}/ImageSets/Main/trainval.txt',
                        '  images: 2, without objects: 0 (filter_empty_gt: training leaves '
                        'them out)']
-    assert out[-5:] == [
-        '  defects: 2 error(s), 1 warning(s)',
+    assert out[-7:] == [
+        '  defects: 2 error(s), 3 warning(s)',
         f"    error: {xml}/frame_0001.xml:19: inverted box of 'person' (xmax < xmin or "
         'ymax < ymin): [301, 81, 300, 560]',
         f'    error: {root}/ImageSets/Main/trainval.txt:3: image not found: '
         f'{root}/JPEGImages/frame_0003.jpg',
         f"    warning: {xml}/frame_0002.xml:14: 1 object(s) named 'fork lift' skipped: "
         "not in classes ('helmet', 'vest', 'person', 'forklift')",
+        # the one person left is difficult (an ignore region), the forklift misspelt
+        f"    warning: {root}/ImageSets/Main/trainval.txt: class 'person' has no objects: "
+        'the head would learn a class that is never a positive',
+        f"    warning: {root}/ImageSets/Main/trainval.txt: class 'forklift' has no objects: "
+        'the head would learn a class that is never a positive',
         '2 error(s)']
+    assert 'Traceback' not in proc.stderr
 
 
 def test_coco_recipe_counts_and_defects(repo, tmp_path, check, capsys):
@@ -110,6 +140,13 @@ def test_coco_recipe_counts_and_defects(repo, tmp_path, check, capsys):
         '  (all)        3        1',
         '  boxes by COCO area: 0 small (< 32x32), 1 medium, 2 large (>= 96x96)',
         '  box shorter side: min 80 / median 150 / max 260 px',
+        "  anchor fit at the train pipeline's resize (all 2 images):",
+        '    class  shorter side after resize: min / median / max px',
+        '    cat    188 / 188 / 188',
+        '    dog    100 / 212 / 325',
+        '    best anchor IoU under pos_iou_thr 0.7: 1 of 3 boxes (33.3%) (they get at most '
+        'their best anchor(s) as positives, from min_pos_iou 0.3)',
+        '    no positive anchor at all (the assigner as in training): 0 of 3 boxes (0.0%)',
         '  defects: 0 error(s), 2 warning(s)',
         f'    warning: {ann}/train.json: annotation 20 (image a.jpg): box under one pixel '
         'or of zero area, skipped: [5, 5, 0, 30]',
@@ -123,8 +160,17 @@ def test_coco_recipe_counts_and_defects(repo, tmp_path, check, capsys):
         '  (all)        1        0',
         '  boxes by COCO area: 0 small (< 32x32), 0 medium, 1 large (>= 96x96)',
         '  box shorter side: min 150 / median 150 / max 150 px',
-        '  defects: 1 error(s), 0 warning(s)',
+        "  anchor fit at the train pipeline's resize (all 1 images):",
+        '    class  shorter side after resize: min / median / max px',
+        '    cat    188 / 188 / 188',
+        '    dog    -',
+        '    best anchor IoU under pos_iou_thr 0.7: 0 of 1 boxes (0.0%) (they get at most '
+        'their best anchor(s) as positives, from min_pos_iou 0.3)',
+        '    no positive anchor at all (the assigner as in training): 0 of 1 boxes (0.0%)',
+        '  defects: 1 error(s), 1 warning(s)',
         f'    error: {ann}/val.json: image 2: file not found: {root}/images/d.jpg',
+        f"    warning: {ann}/val.json: class 'dog' has no objects: the head would learn a "
+        'class that is never a positive',
         'test: the same dataset as val',
         '1 error(s)']
 
@@ -235,3 +281,42 @@ def test_stock_coco_dataset(repo, tmp_path, check, capsys, monkeypatch):
         '    warning: data/coco/val2017/c.jpg: box reaches outside the 640x480 image: '
         '[600, 10, 700, 60]',
         'no errors']
+
+
+def test_voc_small_objects_anchor_fit_and_empty_classes(repo, tmp_path, check, capsys):
+    """VOC too: boxes of 28 to 50 pixels after the resize (x 1.0) against the paper's
+    128-pixel and larger anchors, two classes without objects; the published set's
+    large boxes (test_published_voc_set_per_split) all have a positive anchor."""
+    small = {f'frame_{k:04d}': [('helmet', (100 + 60 * k, 101, 130 + 60 * k, 129), 0),
+                                ('vest', (301, 201, 341, 251), 0)] for k in range(1, 4)}
+    root = write_voc(tmp_path / 'site', annotations=small,
+                     splits={'trainval': list(small), 'test': ['frame_0001']})
+    assert check([str(voc_recipe(repo, tmp_path, root)), '--split', 'train']) == 0
+    out = without_log_lines(capsys.readouterr().out).splitlines()
+    assert out[10:18] == [
+        "  anchor fit at the train pipeline's resize (all 3 images):",
+        '    class     shorter side after resize: min / median / max px',
+        '    helmet    28 / 28 / 28',
+        '    vest      40 / 40 / 40',
+        '    person    -',
+        '    forklift  -',
+        '    best anchor IoU under pos_iou_thr 0.7: 6 of 6 boxes (100.0%) (they get at most '
+        'their best anchor(s) as positives, from min_pos_iou 0.3)',
+        '    no positive anchor at all (the assigner as in training): 6 of 6 boxes (100.0%)']
+    assert out[18].startswith('    suggested: add scale ')
+    assert out[-3:] == [
+        f"    warning: {root}/ImageSets/Main/trainval.txt: class 'person' has no objects: "
+        'the head would learn a class that is never a positive',
+        f"    warning: {root}/ImageSets/Main/trainval.txt: class 'forklift' has no "
+        'objects: the head would learn a class that is never a positive',
+        'no errors']
+
+
+def test_anchor_fit_without_an_rpn(repo, tmp_path, check, capsys):
+    """A config without the RPN's anchors: one line says the fit is not measured."""
+    root = write_voc(tmp_path / 'site')
+    assert check([str(voc_recipe(repo, tmp_path, root)), '--split', 'val',
+                  '--cfg-options', 'model.rpn_head=None']) == 0
+    out = without_log_lines(capsys.readouterr().out).splitlines()
+    assert out[10] == ('  anchor fit: not measured: the config has no '
+                       'model.rpn_head.anchor_generator and model.train_cfg.rpn.assigner')
