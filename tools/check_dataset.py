@@ -43,7 +43,12 @@ from mmengine.registry import init_default_scope  # noqa: E402
 
 import frcnn_plugin  # noqa: E402,F401  registers our datasets
 from frcnn_plugin.analysis.anchor_fit import AnchorFit, fit_lines  # noqa: E402
-from frcnn_plugin.datasets.defects import CollectsDefects, DatasetError, instance_defects  # noqa: E402
+from frcnn_plugin.datasets.defects import (  # noqa: E402
+    CollectsDefects,
+    DatasetError,
+    Defect,
+    instance_defects,
+)
 from frcnn_plugin.utils.dataset_wrappers import leaves  # noqa: E402
 
 LOADERS = {'train': 'train_dataloader', 'val': 'val_dataloader',
@@ -173,8 +178,13 @@ def check_split(split: str, dataset_cfg, anchor_fit=None) -> int:
             print(f'  {line}')
         for line in anchor_fit_lines(anchor_fit, leaf) if anchor_fit is not None else []:
             print(f'  {line}')
-        defects = (leaf.defects if isinstance(leaf, CollectsDefects)
-                   else instance_defects(leaf))
+        defects = list(leaf.defects if isinstance(leaf, CollectsDefects)
+                       else instance_defects(leaf))
+        if skips and not any(leaf.get_data_info(i).get('instances')
+                             for i in range(len(leaf))):
+            defects.append(Defect(getattr(leaf, 'ann_file', ''), None,
+                                  'no image has objects: filter_empty_gt leaves none, and '
+                                  'training cannot start'))
         num_errors = sum(d.error for d in defects)
         print(f'  defects: {num_errors} error(s), {len(defects) - num_errors} warning(s)')
         for defect in defects:

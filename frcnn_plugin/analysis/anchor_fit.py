@@ -10,10 +10,12 @@ For each (sampled) image of a dataset:
 2. the anchors are the config's ``model.rpn_head.anchor_generator`` (built through
    the registry: ours or mmdet's, whatever the config says) on the feature maps of
    the resized image, padded as ``data_preprocessor.pad_size_divisor`` pads it, each
-   map ``ceil(padded size / stride)`` cells (the backbone's size whenever the padded
-   size is a multiple of the stride, as ``pad_size_divisor`` makes it for VGG16);
-   only those the RPN trains on count (valid, inside the image by
-   ``train_cfg.rpn.allowed_border``), as in ``tools/diagnose.py``;
+   map ``padded size / stride`` cells rounded as the config's backbone (and neck)
+   round it: up for ResNet (its stride-2 convolutions) and FPN, down for VGG16 (its
+   max-pools), measured once on a blank image (:func:`featmap_roundings`), so that the
+   sizes are the backbone's whatever ``pad_size_divisor``; only the anchors the RPN
+   trains on count (valid, inside the image by ``train_cfg.rpn.allowed_border``), as
+   in ``tools/diagnose.py``;
 3. each box's best IoU with them, and whether the config's
    ``model.train_cfg.rpn.assigner`` gives it a positive anchor
    (:func:`.stages.gts_with_positive_anchor`).
@@ -28,7 +30,9 @@ suggested, by :func:`.diagnosis.suggest_anchors` (as ``tools/diagnose.py`` sugge
 them).
 
 Ignore regions (difficult, crowd) are left out of the counts and given to the assigner
-as ignored boxes, as in training.
+as ignored boxes, as in training. A random resize (``RandomResize``,
+``RandomChoiceResize``) is measured at one random draw of its scales per image, and
+the report says so.
 """
 import copy
 import math
@@ -37,7 +41,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from mmdet.registry import TASK_UTILS, TRANSFORMS
+from mmdet.registry import MODELS, TASK_UTILS, TRANSFORMS
 from mmdet.structures.bbox import get_box_tensor
 from mmengine.structures import InstanceData
 from torch import Tensor
@@ -73,6 +77,37 @@ def resize_steps(pipeline: Sequence[dict]) -> List[dict]:
     return steps[:last + 1]
 
 
+def featmap_roundings(backbone: dict, neck: Optional[dict],
+                      strides: Sequence[tuple]) -> List[str]:
+    """How the ``backbone`` (and ``neck``) configs round each feature map's size
+    ``padded size / stride``: ``'ceil'`` or ``'floor'`` per level (of ``strides``,
+    ``(w, h)`` each), from their output on a blank square image of ``2 * max stride
+    + 1`` pixels (odd, so the two roundings differ at every stride). Raises
+    ``ValueError`` when the outputs are not one map per stride, each rounded so."""
+    size = 2 * max(max(stride) for stride in strides) + 1
+    nets = [MODELS.build(dict(copy.deepcopy(cfg), init_cfg=None))
+            for cfg in (backbone, neck) if cfg]
+    with torch.no_grad():
+        feats = nets[0](torch.zeros(1, 3, size, size))
+        if len(nets) > 1:
+            feats = nets[1](feats)
+    if len(feats) != len(strides):
+        raise ValueError(f'the backbone makes {len(feats)} feature map(s), the anchor '
+                         f'generator has {len(strides)} strides')
+    roundings = []
+    for feat, (stride_w, stride_h) in zip(feats, strides):
+        shape = tuple(feat.shape[-2:])
+        if shape == (math.ceil(size / stride_h), math.ceil(size / stride_w)):
+            roundings.append('ceil')
+        elif shape == (size // stride_h, size // stride_w):
+            roundings.append('floor')
+        else:
+            raise ValueError(f'on a {size}x{size} image the backbone makes a {shape} '
+                             f'feature map, neither rounding of {size} / stride '
+                             f'{(stride_h, stride_w)}')
+    return roundings
+
+
 class AnchorFit:
     """The anchor fit of a dataset's boxes (see the module's docstring).
 
@@ -83,6 +118,9 @@ class AnchorFit:
         allowed_border (float): ``model.train_cfg.rpn.allowed_border`` (-1: all
             anchors).
         pad_size_divisor (int): ``model.data_preprocessor.pad_size_divisor``.
+        featmap_rounding (list[str], optional): per anchor level, ``'ceil'`` or
+            ``'floor'`` of ``padded size / stride``, as the backbone rounds it
+            (:func:`featmap_roundings`). Default: None, ``'ceil'`` at every level.
         max_images (int): at most this many images, evenly spaced through the
             dataset, are measured (all when it has no more). Default: 200.
         suggest_above (float): anchors are suggested when more than this share of the
@@ -91,10 +129,19 @@ class AnchorFit:
 
     def __init__(self, pipeline: Sequence[dict], anchor_generator: dict, assigner: dict,
                  allowed_border: float = -1, pad_size_divisor: int = 1,
+                 featmap_rounding: Optional[Sequence[str]] = None,
                  max_images: int = 200, suggest_above: float = 0.25) -> None:
-        self.transforms = [TRANSFORMS.build(copy.deepcopy(t)) for t in resize_steps(pipeline)]
+        steps = resize_steps(pipeline)
+        self.transforms = [TRANSFORMS.build(copy.deepcopy(t)) for t in steps]
+        # the type of a random resize, measured at one draw per image; None if none
+        names = [str(t['type']).split('.')[-1] for t in steps]
+        self.random_resize = next(
+            (n for n in names if n.startswith('Random') and 'Resize' in n), None)
         self.anchor_cfg = anchor_generator
         self.anchor_generator = TASK_UTILS.build(copy.deepcopy(anchor_generator))
+        self.featmap_rounding = [
+            {'ceil': math.ceil, 'floor': math.floor}[r]
+            for r in featmap_rounding or ['ceil'] * len(self.anchor_generator.strides)]
         self.assigner = TASK_UTILS.build(copy.deepcopy(assigner))
         self.allowed_border = allowed_border
         self.pad_size_divisor = pad_size_divisor
@@ -120,15 +167,18 @@ class AnchorFit:
         if not any(is_load_annotations(t) for t in pipeline):
             raise ValueError('the train pipeline has no LoadAnnotations step')
         preprocessor = model.get('data_preprocessor') or {}
+        strides = TASK_UTILS.build(copy.deepcopy(rpn_head['anchor_generator'])).strides
+        rounding = featmap_roundings(model['backbone'], model.get('neck'), strides) \
+            if model.get('backbone') else None
         return cls(pipeline, rpn_head['anchor_generator'], rpn_train['assigner'],
                    rpn_train.get('allowed_border', -1),
-                   preprocessor.get('pad_size_divisor', 1), **kwargs)
+                   preprocessor.get('pad_size_divisor', 1), rounding, **kwargs)
 
     def sample(self, num_images: int) -> List[int]:
         """The indices measured: all, or ``max_images`` evenly spaced."""
         if num_images <= self.max_images:
             return list(range(num_images))
-        return sorted({round(i * (num_images - 1) / (self.max_images - 1))
+        return sorted({round(i * (num_images - 1) / max(self.max_images - 1, 1))
                        for i in range(self.max_images)})
 
     def resize(self, data_info: dict) -> dict:
@@ -153,8 +203,9 @@ class AnchorFit:
         height, width = results['img_shape'][:2]
         divisor = self.pad_size_divisor
         pad_shape = (math.ceil(height / divisor) * divisor, math.ceil(width / divisor) * divisor)
-        featmap_sizes = [(math.ceil(pad_shape[0] / sh), math.ceil(pad_shape[1] / sw))
-                         for sw, sh in self.anchor_generator.strides]
+        featmap_sizes = [(rounded(pad_shape[0] / sh), rounded(pad_shape[1] / sw))
+                         for (sw, sh), rounded in zip(self.anchor_generator.strides,
+                                                      self.featmap_rounding)]
         img_meta = dict(img_shape=(height, width), pad_shape=pad_shape)
         per_level, inside = image_anchors(self.anchor_generator, featmap_sizes, img_meta,
                                           self.allowed_border)
@@ -173,6 +224,7 @@ class AnchorFit:
         the original images' pixels)::
 
             num_images, measured_images, num_boxes,
+            random_resize: the type of the pipeline's random resize (None: none),
             shorter_sides: {label: [shorter side of each box after the resize]},
             pos_iou_thr, min_pos_iou, match_low_quality (the assigner's; None if it
                 has no such setting),
@@ -199,6 +251,7 @@ class AnchorFit:
         suggestion = suggest_anchors(self.anchor_cfg, self.assigner, images,
                                      self.allowed_border) if suggest else None
         return dict(num_images=len(dataset), measured_images=len(images),
+                    random_resize=self.random_resize,
                     num_boxes=len(best), shorter_sides=sides, pos_iou_thr=pos_iou_thr,
                     min_pos_iou=getattr(self.assigner, 'min_pos_iou', None),
                     match_low_quality=getattr(self.assigner, 'match_low_quality', None),
@@ -219,6 +272,9 @@ def fit_lines(fit: dict, label_names: Sequence[str], classes: Sequence[str]) -> 
                '(--anchor-fit-images)' if fit['measured_images'] < fit['num_images']
                else f'all {fit["num_images"]} images')
     lines = [f"anchor fit at the train pipeline's resize ({sampled}):"]
+    if fit['random_resize']:
+        lines[0] = (f"anchor fit at the train pipeline's {fit['random_resize']} ({sampled}; "
+                    'one random draw of its scales per image, another run draws others):')
     by_name: Dict[str, List[float]] = {}
     for label, values in fit['shorter_sides'].items():
         by_name.setdefault(label_names[label], []).extend(values)

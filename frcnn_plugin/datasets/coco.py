@@ -10,11 +10,14 @@ other categories or marked ``"ignore"``, boxes under one pixel and boxes outside
 image. :class:`ScratchCocoDataset` loads the same data list and:
 
 Errors (the file, the annotation id and the image): a file that is not JSON (with its
-line and column), ``classes`` not all among the JSON's category names, in another order,
-or a name with several ids, an image entry without ``file_name`` / ``width`` /
-``height``, a missing or unreadable image file (``check_images``), an annotation without
-a 4-number ``bbox`` or ``area``, a negative width or height, a ``category_id`` that is
-no category.
+line and column; one that starts with a UTF-8 byte-order mark, which pycocotools cannot
+read), ``classes`` not all among the JSON's category names (a name that differs from a
+category's only by spaces or case is pointed out), in another order, listed twice, or a
+name with several ids, an image entry without ``file_name`` / ``width`` / ``height`` or
+whose ``width`` / ``height`` are not positive numbers (a string, ``"2048"``; a float,
+``2048.0``, is a number), a missing or unreadable image file, a JPEG cut short
+(``check_images``), an annotation without a 4-number ``bbox`` or ``area``, a negative
+width or height, a ``category_id`` that is no category.
 
 Image sizes: with ``check_images`` each image's size is read from its file's header
 (no decoding; quarter-turned by its EXIF orientation, as the pipeline decodes it). A
@@ -80,7 +83,12 @@ class ScratchCocoDataset(CollectsDefects, CocoDataset):
         try:
             data_list = [d for d in super().load_data_list() if d is not None]
         except json.JSONDecodeError as e:
-            self._defect(f'not JSON: {e.msg} (column {e.colno})', line=e.lineno)
+            if e.msg.startswith('Unexpected UTF-8 BOM'):
+                self._defect('starts with a UTF-8 byte-order mark, which pycocotools (and '
+                             'CocoMetric) cannot read: save the file as UTF-8 without it',
+                             line=1)
+            else:
+                self._defect(f'not JSON: {e.msg} (column {e.colno})', line=e.lineno)
             data_list = []
         except FileNotFoundError:
             self._defect('annotation file not found')
@@ -104,10 +112,17 @@ class ScratchCocoDataset(CollectsDefects, CocoDataset):
         img_info = raw_data_info['raw_img_info']
         missing = [k for k in ('file_name', 'width', 'height') if k not in img_info]
         if missing:
-            self._defect(f'image {img_info["img_id"]} has no {", ".join(missing)}')
+            name = f' ({img_info["file_name"]})' if 'file_name' in img_info else ''
+            self._defect(f'image {img_info["img_id"]}{name} has no {", ".join(missing)}')
+            return None
+        json_size = img_info['width'], img_info['height']
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                   for v in json_size):
+            self._defect(f'image {img_info["img_id"]} ({img_info["file_name"]}): width and '
+                         f'height must be positive numbers, not {json_size[0]!r} x '
+                         f'{json_size[1]!r}')
             return None
         img_path = osp.join(self.data_prefix['img'], img_info['file_name'])
-        json_size = img_info['width'], img_info['height']
         if self.check_images:
             try:
                 size = image_size(img_path, self.backend_args)
@@ -152,13 +167,19 @@ class ScratchCocoDataset(CollectsDefects, CocoDataset):
                                for c in self.coco.dataset.get('categories', [])}
         names = list(self.category_names.values())
         classes = list(self.metainfo['classes'])
+        listed_twice = sorted(n for n, k in Counter(classes).items() if k > 1)
         repeated = sorted(n for n, k in Counter(names).items() if k > 1 and n in classes)
         absent = [c for c in classes if c not in names]
         in_json_order = [n for n in names if n in classes]
-        if repeated:
+        if listed_twice:
+            self._defect(f'classes {listed_twice} are listed more than once in classes')
+        elif repeated:
             self._defect(f'categories {repeated} have several ids')
         elif absent:
-            self._defect(f'classes {absent} are not among the categories {names}')
+            near = [f'{c!r} is {n!r} but for spaces or case' for c in absent for n in names
+                    if c.strip().casefold() == n.strip().casefold()]
+            self._defect(f'classes {absent} are not among the categories {names}'
+                         + (f' ({"; ".join(near)})' if near else ''))
         elif in_json_order != classes:
             self._defect(f'classes must be in the order of the categories, '
                          f'{tuple(in_json_order)}: mmdet numbers the labels that way, so '

@@ -25,6 +25,10 @@ from PIL import Image
 #: EXIF orientations that turn the image a quarter (transposed, rotated 90 or 270).
 QUARTER_TURNS = (5, 6, 7, 8)
 
+#: The marker that ends a complete file of each format, after its pixel data: JPEG's
+#: end-of-image. (PIL reads a PNG to its end for its EXIF, and raises when it is cut.)
+END_MARKERS = {'JPEG': b'\xff\xd9', 'MPO': b'\xff\xd9'}
+
 #: How many errors a :class:`DatasetError` message lists.
 MAX_SHOWN = 20
 
@@ -114,6 +118,17 @@ class CollectsDefects:
         if self.raise_on_defects or not data_list:
             raise_for_errors(self.defects)
 
+    def filter_data(self) -> List[dict]:
+        """The dataset's ``filter_cfg`` filtering; an error when it leaves no image
+        (mmengine cannot hold an empty dataset, and would fail with a traceback)."""
+        data_list = super().filter_data()
+        if self.data_list and not data_list:
+            raise DatasetError([Defect(
+                self.ann_file, None, f'filter_cfg {self.filter_cfg} leaves none of the '
+                f'{len(self.data_list)} images: none has an object of classes '
+                f'{tuple(self.metainfo["classes"])} (or every image is under min_size)')])
+        return data_list
+
     def _check_empty_classes(self, data_list: List[dict]) -> None:
         """A warning, logged, for each class of ``classes`` that labels no object of
         ``data_list`` (ignore regions are no object): the head would learn a class
@@ -135,16 +150,28 @@ class CollectsDefects:
 
 def image_size(img_path: str, backend_args: Optional[dict] = None) -> Tuple[int, int]:
     """``(width, height)`` of an image as the pipeline decodes it, read from its header
-    without decoding the pixels (about 0.4 ms an image): the header's size, turned a
+    without decoding the pixels (0.2 ms for a 45 kB JPEG, 5 ms for a 2.5 MB one: a JPEG
+    is read to its end for its end marker): the header's size, turned a
     quarter when its EXIF orientation says so, as OpenCV's decoder (mmcv's
     ``LoadImageFromFile``) turns the pixels. Raises ``FileNotFoundError``, or
-    ``OSError`` (``PIL.UnidentifiedImageError`` among them) for a file that is no image.
+    ``OSError`` (``PIL.UnidentifiedImageError`` among them) for a file that is no image
+    or a JPEG / PNG cut short (a JPEG without its end-of-image marker after the pixel
+    data: OpenCV cannot decode it, and ``LoadImageFromFile`` would stop training at
+    that image).
     """
     with get_local_path(img_path, backend_args=backend_args) as local:
         with Image.open(local) as img:
             width, height = img.size
             if img.getexif().get(0x0112) in QUARTER_TURNS:  # 0x0112: Orientation
                 width, height = height, width
+            end_marker = END_MARKERS.get(img.format)
+            data_start = img.tile[0][2] if img.tile else 0  # offset of the pixel data
+        if end_marker is not None:
+            with open(local, 'rb') as f:
+                f.seek(data_start)
+                if end_marker not in f.read():
+                    raise OSError(f'truncated {img.format} file: no end marker after its '
+                                  'pixel data')
     return width, height
 
 

@@ -22,7 +22,8 @@ Accepted (documented):
       counted in the log at load (one line: the count and an example);
     * objects whose ``<name>`` is not in ``classes`` are skipped as in mmdet, but
       counted: one warning line per name at load (count and an example file), so a
-      misspelt class cannot silently lose its boxes;
+      misspelt class cannot silently lose its boxes (a class that is the name but for
+      spaces or case is pointed out);
     * a class of ``classes`` without objects (ignore regions aside) in this split: a
       warning naming it, logged at load (the head would train a class that is never
       a positive).
@@ -31,8 +32,8 @@ Errors, each naming the file and line: a missing image-set file, annotation or i
 (naming ``<id>.png`` or the like if there is one: ``img_suffix`` reads other
 extensions, where mmdet reads ``.jpg`` only), an id with spaces inside (a per-class list
 such as ``cat_trainval.txt``), malformed XML, an object without ``<name>`` or
-``<bndbox>``, a missing or non-numeric coordinate, a
-non-integer ``<difficult>``, an inverted (``xmax < xmin``) or zero-size
+``<bndbox>``, a missing or non-numeric coordinate, a non-integer ``<difficult>``, a
+name listed twice in ``classes``, an inverted (``xmax < xmin``) or zero-size
 (``xmax == xmin``) box, a box entirely outside its image, and a ``<size>`` that
 disagrees with the image. All of them are collected, then raised together as one
 :class:`DatasetError` (``raise_on_defects=True``), or kept in ``self.defects`` for
@@ -88,9 +89,9 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
 
     Args:
         raise_on_defects (bool): as :class:`CollectsDefects`.
-        check_images (bool): read every image's header (without decoding it: about
-            0.4 ms an image; :func:`image_size`, EXIF orientation included) to find
-            missing images and ``<size>`` mismatches at load.
+        check_images (bool): read every image's header (without decoding it:
+            :func:`image_size`, EXIF orientation included, a JPEG cut short found) to
+            find missing and truncated images and ``<size>`` mismatches at load.
             False skips it; a missing image then fails in the data loader.
             Default: True.
         img_suffix (str): the images' file extension: ``JPEGImages/<id><img_suffix>``
@@ -111,6 +112,11 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
         self.counted = {}
         # name -> [count, (xml path, line) of the first] of objects not in classes
         self.skipped_names: Dict[str, list] = {}
+        classes = list(self._metainfo['classes'])
+        listed_twice = sorted(n for n in set(classes) if classes.count(n) > 1)
+        if listed_twice:  # mmdet would give the name its last index, and none the first
+            self.add_defect(self.ann_file, None,
+                            f'classes {listed_twice} are listed more than once in classes')
 
         data_list = []
         for line, img_id in self._read_ids():
@@ -123,8 +129,11 @@ class ScratchVOCDataset(CollectsDefects, VOCDataset):
 
         for name, (count, example) in sorted(self.skipped_names.items()):
             path, line = example
+            near = [c for c in classes if c.strip().casefold() == name.strip().casefold()]
             message = (f'{count} object(s) named {name!r} skipped: not in classes '
-                       f'{tuple(self.cat2label)}')
+                       f'{tuple(classes)}' + ''.join(
+                           f' ({c!r} in classes is {name!r} but for spaces or case)'
+                           for c in near))
             self.add_defect(path, line, message, error=False)
             print_log(f'{type(self).__name__}: {path}:{line}: {message}',
                       logger='current', level=logging.WARNING)

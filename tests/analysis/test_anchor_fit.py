@@ -117,6 +117,7 @@ def test_sampled_counts_and_report(cfg, data_info):
     fit = fit_of(cfg, max_images=3)
     assert fit.sample(3) == [0, 1, 2] and fit.sample(9) == [0, 4, 8]
     assert fit.sample(1000) == [0, 500, 999]
+    assert fit_of(cfg, max_images=1).sample(5) == [0]  # --anchor-fit-images 1
     result = fit(Items([data_info] * 7))
     assert (result['num_images'], result['measured_images'], result['num_boxes']) == (7, 3, 12)
     assert result['no_positive_anchor'] == 6 and result['below_pos_iou_thr'] == 12
@@ -140,3 +141,52 @@ def test_sampled_counts_and_report(cfg, data_info):
     assert lines[7:] == ['  no added anchor scale or ratio gives more boxes a positive anchor']
     # Fewer boxes under pos_iou_thr than suggest_above: nothing suggested.
     assert fit_of(cfg, suggest_above=1.0)(Items([data_info]))['suggested'] is False
+
+
+def real_featmap_sizes(cfg, pad_shape):
+    """The config's backbone (and neck) on a blank padded image."""
+    nets = [MODELS.build(dict(copy.deepcopy(c), init_cfg=None))
+            for c in (cfg.model.backbone, cfg.model.get('neck')) if c]
+    with torch.no_grad():
+        feats = nets[0](torch.zeros(1, 3, *pad_shape))
+        if len(nets) > 1:
+            feats = nets[1](feats)
+    return [tuple(f.shape[-2:]) for f in feats]
+
+
+@pytest.mark.parametrize('config', ['configs/frcnn_voc.py',
+                                    'configs/examples/faster-rcnn_r50_fpn_scratch_kitti_tiny.py'])
+def test_featmap_sizes_are_the_backbone_s_at_any_padding(repo, data_info, config):
+    """Without pad_size_divisor (1) the padded image is 120 x 158, a multiple of no
+    stride: VGG16's max-pools round its maps down (7 x 9 at stride 16, where ceil says
+    8 x 10), ResNet-FPN's stride-2 convolutions up; the sizes are the backbone's."""
+    cfg = Config.fromfile(repo / config)
+    cfg.model.data_preprocessor.pad_size_divisor = 1
+    cfg.train_dataloader.dataset.pipeline = PIPELINE
+    image = AnchorFit.from_config(cfg).image(data_info)
+    assert image.img_meta['pad_shape'] == (120, 158)
+    real = real_featmap_sizes(cfg, (120, 158))
+    assert image.featmap_sizes == real
+    # Control: ceil at every level is right for ResNet-FPN only.
+    rpn = cfg.model.train_cfg.rpn
+    ceil = AnchorFit(PIPELINE, cfg.model.rpn_head.anchor_generator, rpn.assigner,
+                     rpn.allowed_border, 1).image(data_info).featmap_sizes
+    assert (ceil == real) == ('fpn' in config)
+    assert ('fpn' in config) or real == [(7, 9)]
+
+
+def test_random_resize_is_said(cfg, data_info):
+    """A random resize is measured at one draw per image, and the report says so."""
+    pipeline = [PIPELINE[0], PIPELINE[1],
+                dict(type='RandomResize', scale=[(200, 100), (200, 140)], keep_ratio=True)]
+    rpn = cfg.model.train_cfg.rpn
+    fit = AnchorFit(pipeline, cfg.model.rpn_head.anchor_generator, rpn.assigner,
+                    rpn.allowed_border, 16)
+    lines = fit_lines(fit(Items([data_info])), ('cat', 'dog'), ('cat', 'dog'))
+    assert lines[0] == ("anchor fit at the train pipeline's RandomResize (all 1 images; "
+                        'one random draw of its scales per image, another run draws '
+                        'others):')
+    # Control: a fixed Resize is not called random.
+    assert fit_lines(fit_of(cfg)(Items([data_info])), ('cat', 'dog'),
+                     ('cat', 'dog'))[0] == \
+        "anchor fit at the train pipeline's resize (all 1 images):"

@@ -103,6 +103,11 @@ def test_negative_size_and_missing_area(tmp_path):
     (('cat', 'dgo'), ('cat', 'dog'),
      "classes ['dgo'] are not among the categories ['cat', 'dog']"),
     (('cat', 'dog'), ('cat', 'dog', 'cat'), "categories ['cat'] have several ids"),
+    (('cat', 'dog', 'cat'), ('cat', 'dog'),
+     "classes ['cat'] are listed more than once in classes"),
+    (('cat ', 'Dog'), ('cat', 'dog'), "classes ['cat ', 'Dog'] are not among the "
+     "categories ['cat', 'dog'] ('cat ' is 'cat' but for spaces or case; 'Dog' is 'dog' "
+     'but for spaces or case)'),
 ])
 def test_classes_must_match_the_categories(tmp_path, classes, categories, message):
     path = write_coco(tmp_path, categories=categories[:2])
@@ -121,6 +126,51 @@ def test_not_json_names_line_and_column(tmp_path):
     with pytest.raises(DatasetError) as error:
         build(tmp_path)
     assert str(error.value) == f'{path}:2: not JSON: Expecting value (column 13)'
+
+
+def test_byte_order_mark_is_named(tmp_path):
+    """Windows tools may save the JSON with a UTF-8 byte-order mark: pycocotools cannot
+    read it, so it is an error that says what to change (a control without the mark
+    loads)."""
+    path = write_coco(tmp_path)
+    assert len(build(tmp_path)) == 2
+    path.write_bytes(b'\xef\xbb\xbf' + path.read_bytes())
+    with pytest.raises(DatasetError) as error:
+        build(tmp_path)
+    assert str(error.value) == (
+        f'{path}:1: starts with a UTF-8 byte-order mark, which pycocotools (and '
+        'CocoMetric) cannot read: save the file as UTF-8 without it')
+
+
+@pytest.mark.parametrize('size, ok', [((640, 480), True), ((640.0, 480.0), True),
+                                      (('640', '480'), False), ((640, None), False),
+                                      ((0, 480), False), ((True, 480), False)])
+@pytest.mark.parametrize('check_images', [True, False])
+def test_json_width_height_must_be_numbers(tmp_path, size, ok, check_images):
+    """A string (or other non-number) size is one error naming the image, not a
+    TypeError from a comparison; a float is a number."""
+    path = write_coco(tmp_path)
+    coco = json.loads(path.read_text())
+    coco['images'][0].update(width=size[0], height=size[1])
+    path.write_text(json.dumps(coco))
+    if ok:
+        assert len(build(tmp_path, check_images=check_images)) == 2
+        return
+    with pytest.raises(DatasetError) as error:
+        build(tmp_path, check_images=check_images)
+    assert str(error.value) == (
+        f'{path}: image 1 (a.jpg): width and height must be positive numbers, not '
+        f'{size[0]!r} x {size[1]!r}')
+
+
+def test_image_without_size_names_its_file(tmp_path):
+    path = write_coco(tmp_path)
+    coco = json.loads(path.read_text())
+    del coco['images'][1]['width'], coco['images'][1]['height']
+    path.write_text(json.dumps(coco))
+    with pytest.raises(DatasetError) as error:
+        build(tmp_path)
+    assert str(error.value) == f'{path}: image 2 (b.jpg) has no width, height'
 
 
 def log_of(build_dataset):

@@ -1,6 +1,7 @@
 import math
 
 import mmcv
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -54,3 +55,19 @@ def test_image_size_of_what_is_no_image(tmp_path):
     (tmp_path / 'text.jpg').write_text('not an image')
     with pytest.raises(OSError):
         image_size(str(tmp_path / 'text.jpg'))
+
+
+@pytest.mark.parametrize('suffix', ['.jpg', '.png'])
+def test_image_size_of_a_file_cut_short(tmp_path, suffix):
+    """A truncated JPEG / PNG has a whole header, but OpenCV cannot decode it: an
+    OSError here, not an error of LoadImageFromFile mid-training (the whole file, the
+    control, is read)."""
+    path = tmp_path / f'photo{suffix}'
+    pixels = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    assert image_size(str(path)) == (60, 40)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) * 2 // 3])
+    assert mmcv.imfrombytes(path.read_bytes()) is None
+    with pytest.raises(OSError, match='truncated'):  # PIL's words for a PNG's EXIF
+        image_size(str(path))

@@ -169,13 +169,25 @@ def test_misspelt_class_is_logged_once_per_name(tmp_path):
     classes = "('helmet', 'vest', 'person', 'forklift')"
     assert [r.getMessage() for r in records] == [
         f"ScratchVOCDataset: {root}/Annotations/a.xml:26: 1 object(s) named 'Person' "
-        f'skipped: not in classes {classes}',
+        f"skipped: not in classes {classes} ('person' in classes is 'Person' but for "
+        'spaces or case)',
         f"ScratchVOCDataset: {root}/Annotations/a.xml:14: 2 object(s) named 'helmat' "
         f'skipped: not in classes {classes}'] + [
         f'ScratchVOCDataset: {root}/ImageSets/Main/trainval.txt: class {name!r} has no '
         'objects: the head would learn a class that is never a positive'
         for name in ('helmet', 'vest', 'forklift')]
     assert [len(dataset.get_data_info(i)['instances']) for i in range(2)] == [0, 1]
+
+
+def test_class_listed_twice(tmp_path):
+    """mmdet would number a name listed twice by its last index: the first label
+    would have no objects, without a word. An error; the control (each once) loads."""
+    root = write_voc(tmp_path)
+    assert len(build(root)) == 3
+    with pytest.raises(DatasetError) as error:
+        build(root, metainfo=dict(classes=CLASSES + ('helmet',)))
+    assert str(error.value) == (f'{root}/ImageSets/Main/trainval.txt: classes '
+                                "['helmet'] are listed more than once in classes")
 
 
 def test_missing_or_unfilled_size_comes_from_the_image(tmp_path):

@@ -24,6 +24,8 @@ from mmdet.registry import DATASETS
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
+from frcnn_plugin.datasets import DatasetError
+
 SPLITS = dict(train='train', val='valid', test='test')
 
 
@@ -232,3 +234,30 @@ def test_as_a_user_runs_it_no_traceback(repo, tmp_path, python):
     assert "classes ['sqare'] are not among the categories" in proc.stdout
     assert "the file's size is used" in proc.stdout
     assert 'no positive anchor at all' in proc.stdout
+
+
+def test_no_image_with_objects(repo, tmp_path, check, capsys):
+    """A train split whose images have no objects of ``classes`` (here only the stray
+    category's): filter_empty_gt would leave no image. check_dataset says so as an
+    error, and training's dataset stops with that one line (mmengine would fail on the
+    empty list with numpy's 'need at least one array to concatenate')."""
+    root = tmp_path / 'export'
+    write_roboflow(root, dict(train={exporter_name(1): [('stray', [10, 10, 90, 90], 0)],
+                                     exporter_name(2): []}))
+    cfg_file = config(repo, tmp_path, root)
+    assert check([cfg_file, '--split', 'train', '--anchor-fit-images', '0']) == 1
+    ann_file = f'{root}/train/_annotations.coco.json'
+    assert (f'    error: {ann_file}: no image has objects: filter_empty_gt leaves none, '
+            'and training cannot start') in capsys.readouterr().out.splitlines()
+    cfg = Config.fromfile(cfg_file)
+    with pytest.raises(DatasetError) as error:
+        DATASETS.build(cfg.train_dataloader.dataset)
+    assert str(error.value) == (
+        f"{ann_file}: filter_cfg {{'filter_empty_gt': True, 'min_size': 32}} leaves none "
+        f"of the 2 images: none has an object of classes {ROBOFLOW_CLASSES} (or every "
+        'image is under min_size)')
+    # Control: the same split with one object of a class builds.
+    write_roboflow(root, dict(train={exporter_name(1): [('stray', [10, 10, 90, 90], 0)],
+                                     exporter_name(2): [('star', [10, 10, 90, 90], 0)]}))
+    assert len(DATASETS.build(Config.fromfile(config(repo, tmp_path, root))
+                              .train_dataloader.dataset)) == 1
