@@ -43,6 +43,9 @@ def test_pip_install_editable(repo, tmp_path):
                                    'mmdet<3.4,>=3.3', 'numpy',
                                    'mmcv-lite<2.2.0,>=2.0.0rc4; extra == "lite"',
                                    'mmcv<2.2.0,>=2.0.0rc4; extra == "compiled"',
+                                   'onnx; extra == "export"',
+                                   'onnxruntime; extra == "export"',
+                                   'onnxscript; extra == "export"',
                                    'pytest; extra == "tests"',
                                    'pytest-xdist; extra == "tests"',
                                    'ruff; extra == "tests"']

@@ -9,8 +9,14 @@ Inputs are made on the CPU from seeded generators and moved to ``DEVICE``
 kernels, which an mmcv built with CPU ops only lacks: those cases are then left out
 (``Case.needs_mmcv_cuda``), and NMS and RoIAlign are also timed against torchvision's
 CUDA kernels (cases ending in ``_torchvision``).
+
+``onnxruntime`` times a whole detector exported by tools/export.py in onnxruntime
+("ours") against the same detector in PyTorch eager ("theirs"), with one thread and
+with all cores on both sides; CPU only.
 """
 import copy
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -395,9 +401,60 @@ def detector_cases(run, training):
     return build
 
 
+# ------------------------------------------------------------------ deployment
+# (config, padded input (h, w), resized image (h, w)): the Shapes demo's 192 x 192 images,
+# and KittiTiny's 1224 x 370 resized to 1000 x 302 (padded to 16).
+ONNX_MODELS = {'shapes': ('configs/frcnn_shapes.py', (192, 192), (192, 192)),
+               'kitti_vgg16': ('configs/frcnn_kitti_tiny.py', (304, 1008), (302, 1000))}
+
+
+def with_torch_threads(threads, fn):
+    """``fn`` run with ``threads`` torch threads (the previous number restored)."""
+    def run():
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(previous)
+    return run
+
+
+def onnxruntime(quick):
+    """Each model of ``ONNX_MODELS`` (random weights) exported to a temporary file;
+    onnxruntime's session and PyTorch's predict with 1 thread and with all cores."""
+    from frcnn_plugin.deploy.export import export_detector
+    from frcnn_plugin.deploy.onnx_runtime_detector import ScratchOnnxRuntimeDetector
+
+    if DEVICE.type != 'cpu':
+        return []
+    cases = []
+    folder = tempfile.mkdtemp(prefix='frcnn_onnx_benchmark_')
+    for arch, (config, pad, img_shape) in ONNX_MODELS.items():
+        cfg = Config.fromfile(str(REPO / config))
+        cfg.model.backbone.init_cfg = None
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model)
+        model.init_weights()
+        model.eval()
+        path = os.path.join(folder, f'{arch}.onnx')
+        export_detector(model, path)
+        image = torch.randn(1, 3, *pad, generator=torch.Generator().manual_seed(0))
+        samples = [DetDataSample(metainfo=dict(img_shape=img_shape, pad_shape=pad,
+                                               ori_shape=img_shape, scale_factor=(1., 1.)))]
+        for threads, label in ((1, '1_thread'), (os.cpu_count(), 'all_cores')):
+            session = ScratchOnnxRuntimeDetector(path, num_threads=threads)
+            cases.append(Case(f'{arch}_{label}',
+                              lambda s=session, i=image, shape=img_shape: s.run(i, shape),
+                              with_torch_threads(
+                                  threads, lambda m=model, i=image, d=samples: predict(m, i, d)),
+                              heavy=True))
+    return cases
+
+
 train_iter = detector_cases(train_losses, training=True)
 inference = detector_cases(predict, training=False)
 
 CASES = {fn.__name__: fn for fn in (anchor_generator, assigner, sampler, coder, nms, roi_align,
                                     roi_pool, rpn_head, bbox_head)}
-CASES.update(train_iter=train_iter, inference=inference)
+CASES.update(train_iter=train_iter, inference=inference, onnxruntime=onnxruntime)

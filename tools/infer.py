@@ -4,6 +4,10 @@
     python tools/infer.py CONFIG CHECKPOINT IMAGE [IMAGE ...] --out-dir DIR
         [--score-thr 0.3] [--json] [--device cpu]
 
+CHECKPOINT may be a ``.onnx`` file written by ``tools/export.py``: onnxruntime then runs
+it (on the CPU) after the same pipeline and data preprocessor, its class names from
+the file.
+
 For each image, ``DIR/<image file name>`` is the image with its detections drawn by
 mmdet's ``DetLocalVisualizer`` (boxes, class names, scores). With ``--json``,
 ``DIR/<image name without extension>.json`` holds the same detections, in the original
@@ -37,7 +41,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config', help='detector config file')
-    parser.add_argument('checkpoint', help='checkpoint file (or URL)')
+    parser.add_argument('checkpoint', help='checkpoint file (or URL), or a .onnx model')
     parser.add_argument('images', nargs='+', metavar='IMAGE', help='image files')
     parser.add_argument('--out-dir', required=True, help='where the results are written')
     parser.add_argument('--score-thr', type=float, default=0.3,
@@ -85,7 +89,11 @@ def main(argv=None):
 
     device = args.device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
     cfg = Config.fromfile(args.config)
-    model = load_detector(cfg, args.checkpoint, device)
+    if args.checkpoint.endswith('.onnx'):
+        from frcnn_plugin.deploy.onnx_runtime_detector import load_onnx_detector
+        model = load_onnx_detector(cfg, args.checkpoint)
+    else:
+        model = load_detector(cfg, args.checkpoint, device)
     pipeline = Compose(inference_pipeline(cfg))
     visualizer = DetLocalVisualizer(name='frcnn_infer')
     visualizer.dataset_meta = model.dataset_meta

@@ -8,6 +8,10 @@ This checkout's frcnn_plugin is imported first, whatever else is installed, so
 configs find our components and checkpoints load under torch >= 2.6. Missing test data
 stops it before mmdet's tool starts, with one line naming the path and the command
 that provides it.
+
+A CHECKPOINT ending in ``.onnx`` (``tools/export.py``) is run by onnxruntime through the
+same test pipeline, evaluator and metric lines: the config's runner becomes
+``ScratchOnnxRuntimeRunner`` (frcnn_plugin.deploy), whose model is the file.
 """
 import os.path as osp
 import sys
@@ -20,4 +24,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from frcnn_plugin.utils.mmdet_tools import run_mmdet_tool  # noqa: E402
 
 if __name__ == '__main__':
+    positional = [arg for arg in sys.argv[1:3] if not arg.startswith('-')]
+    if len(positional) == 2 and positional[1].endswith('.onnx'):
+        import frcnn_plugin.deploy  # noqa: F401  registers ScratchOnnxRuntimeRunner
+        sys.argv += ['--cfg-options', 'runner_type=ScratchOnnxRuntimeRunner']
     run_mmdet_tool('test.py', loaders=('test_dataloader',))

@@ -297,7 +297,10 @@ class ScratchRPNHead(BaseDenseHead):
                 zip(cls_score_list, bbox_pred_list, mlvl_priors)):
             level_scores = self._objectness(cls_score)
             level_deltas = bbox_pred.permute(1, 2, 0).reshape(-1, reg_dim)
-            if 0 < nms_pre < level_scores.numel():
+            # Exporting, one graph serves every map size: it sorts whatever the size
+            # (the cut then keeps all anchors of a small map).
+            if 0 < nms_pre and (torch.compiler.is_exporting()
+                                or nms_pre < level_scores.numel()):
                 # A full sort, as mmdet: ties (common with near-0 early logits) then
                 # fall in the same order, so the same anchors make the cut.
                 level_scores, order = level_scores.sort(descending=True)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 NAMES = ['anchor_generator', 'assigner', 'sampler', 'coder', 'nms', 'roi_align', 'roi_pool',
-         'rpn_head', 'bbox_head', 'train_iter', 'inference']
+         'rpn_head', 'bbox_head', 'train_iter', 'inference', 'onnxruntime']
 
 
 @pytest.fixture(scope='module')
