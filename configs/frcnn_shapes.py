@@ -151,7 +151,11 @@ param_scheduler = [
 # lr 0.003 is for one process with batch 8; --auto-scale-lr scales it from there.
 auto_scale_lr = dict(base_batch_size=8)
 
+# Kill-safe, exact resume (README: Stopping and resuming): checkpoints written
+# atomically, the random states saved in each and restored by --resume, Ctrl-C / SIGTERM
+# stop at a clean point.
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=25),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))
+    checkpoint=dict(type='ScratchCheckpointHook', interval=1, max_keep_ckpts=1))
+custom_hooks = [dict(type='ScratchRandomStateHook'), dict(type='ScratchStopOnSignalHook')]
 randomness = dict(seed=0)

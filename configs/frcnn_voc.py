@@ -67,4 +67,8 @@ optim_wrapper = dict(optimizer=dict(lr=0.002, momentum=0.9, weight_decay=0.0005)
 # lr 0.002 is for batch 2 on one process; --auto-scale-lr scales it to the real batch.
 auto_scale_lr = dict(base_batch_size=2)
 
-default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=3))
+# Kill-safe, exact resume (README: Stopping and resuming): checkpoints written
+# atomically, the random states saved in each and restored by --resume, Ctrl-C / SIGTERM
+# stop at a clean point.
+default_hooks = dict(checkpoint=dict(type='ScratchCheckpointHook', interval=2, max_keep_ckpts=3))
+custom_hooks = [dict(type='ScratchRandomStateHook'), dict(type='ScratchStopOnSignalHook')]

@@ -55,8 +55,10 @@ test_evaluator = val_evaluator
 # your classes; they are re-initialised (a log line lists them) and learnt here.
 load_from = 'work_dirs/frcnn_voc/epoch_16.pth'
 # Logs exactly which checkpoint tensors did not fit and start fresh
-# (frcnn_plugin.engine.hooks.finetune_hook).
-custom_hooks = [dict(type='FineTuneHook')]
+# (frcnn_plugin.engine.hooks.finetune_hook); the other two are frcnn_voc.py's (this list
+# replaces that one).
+custom_hooks = [dict(type='FineTuneHook'), dict(type='ScratchRandomStateHook'),
+                dict(type='ScratchStopOnSignalHook')]
 
 # Fine-tuning: a short schedule, the same per-image lr.
 max_epochs = 12

@@ -13,9 +13,16 @@ tool will read it, before its runner starts:
   one warning line each (:mod:`frcnn_plugin.utils.pretrained`), passed on to the tool as
   ``--cfg-options KEY=None``, what ``make train OFFLINE=1`` passes.
 
+For ``train.py --resume`` without a path (or a config's ``resume = True``), the
+checkpoint that ``last_checkpoint`` names must load, or the newest one that does is
+passed on as ``--resume PATH``, with one line naming both
+(:mod:`frcnn_plugin.engine.resume`); none that loads stops the tool with one line.
+
 While the tool runs, errors in a dataset's files (:class:`~frcnn_plugin.datasets.defects.
 DatasetError`, raised when the runner builds its data loaders) end the process with
-their list of ``path:line: message`` lines instead of a traceback through mmengine.
+their list of ``path:line: message`` lines instead of a traceback through mmengine, and a
+training stopped by SIGINT / SIGTERM (:class:`~frcnn_plugin.engine.hooks.
+stop_on_signal_hook.TrainingStopped`) with its one line and exit status 128 + the signal.
 
 For ``--launcher pytorch`` on a machine without CUDA it applies the CPU work-around of
 :mod:`frcnn_plugin.utils.dist`. Under any launcher, the process group the tool's runner
@@ -30,6 +37,8 @@ from typing import List, Sequence
 from mmengine.config import Config
 
 from ..datasets.defects import DatasetError
+from ..engine.hooks.stop_on_signal_hook import TrainingStopped
+from ..engine.resume import NoCompleteCheckpoint, resume_checkpoint
 from .dist import destroy_process_group_started_by, skip_cuda_pinning_for_cpu_launch
 from .missing_data import missing_data_message
 from .pretrained import drop_unfetchable_weights
@@ -80,11 +89,48 @@ def run_mmdet_tool(name: str, loaders: Sequence[str] = (), downloads: bool = Fal
             sys.exit(f'frcnn_plugin: checkpoint {checkpoint} not found')
         for key in drop_unfetchable_weights(cfg) if downloads else ():
             sys.argv += ['--cfg-options', f'{key}=None']
+        sys.argv += resume_argv(args, cfg)
     skip_cuda_pinning_for_cpu_launch(sys.argv[1:])
     try:
         destroy_process_group_started_by(lambda: runpy.run_path(path, run_name='__main__'))
     except DatasetError as error:
         sys.exit(f'frcnn_plugin: the dataset has errors:\n{error}')
+    except TrainingStopped as stop:
+        print(f'frcnn_plugin: {stop}', file=sys.stderr)
+        sys.exit(128 + stop.signum)
+
+
+def tool_work_dir(args, cfg) -> str:
+    """The work dir mmdet's train.py uses: ``--work-dir``, else the config's ``work_dir``,
+    else ``./work_dirs/<config name>``."""
+    if args.work_dir is not None:
+        return args.work_dir
+    return cfg.get('work_dir') or osp.join('./work_dirs',
+                                           osp.splitext(osp.basename(args.config))[0])
+
+
+def resume_argv(args, cfg) -> List[str]:
+    """Arguments to add for train.py's resume: ``['--resume', PATH]`` when the checkpoint
+    ``last_checkpoint`` names does not load and PATH is the newest that does (one line says
+    so), else none. A ``--resume PATH`` that does not exist, or no checkpoint that loads,
+    ends the process with one line."""
+    if not hasattr(args, 'resume'):  # not train.py
+        return []
+    resume = args.resume
+    if resume not in (None, 'auto'):
+        if '://' not in resume and not osp.isfile(resume):
+            sys.exit(f'frcnn_plugin: checkpoint {resume} (--resume) not found')
+        return []
+    if resume is None and not (cfg.get('resume') and cfg.get('load_from') is None):
+        return []
+    try:
+        checkpoint, note = resume_checkpoint(tool_work_dir(args, cfg))
+    except NoCompleteCheckpoint as error:
+        sys.exit(f'frcnn_plugin: {error}')
+    if checkpoint is None:
+        return []
+    print(f'frcnn_plugin: {note}', file=sys.stderr)
+    return ['--resume', checkpoint]
 
 
 def amp_argv(argv: List[str]) -> List[str]:

@@ -14,7 +14,11 @@ optim_wrapper = dict(optimizer=dict(lr=0.02 / 8))
 # The lr above is for one process with batch 2; --auto-scale-lr scales it from there.
 auto_scale_lr = dict(base_batch_size=2)
 
+# Kill-safe, exact resume (README: Stopping and resuming): checkpoints written
+# atomically, the random states saved in each and restored by --resume, Ctrl-C / SIGTERM
+# stop at a clean point.
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=12))
+    checkpoint=dict(type='ScratchCheckpointHook', interval=12))
+custom_hooks = [dict(type='ScratchRandomStateHook'), dict(type='ScratchStopOnSignalHook')]
 randomness = dict(seed=0)
