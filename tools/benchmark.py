@@ -16,6 +16,7 @@ and the mmcv ones left out when mmcv has no CUDA kernels.
 """
 import argparse
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -126,8 +127,13 @@ def machine(quick):
         device = (f'cuda ({torch.cuda.get_device_name()}; mmcv '
                   + ('with' if benchmark_cases.mmcv_has_cuda_ops() else 'without')
                   + ' CUDA ops)')
+    try:  # mmcv-lite: mmdet's ops run on backend/mmcv_ext.py (torchvision's kernels)
+        importlib.metadata.version('mmcv-lite')
+        mmcv_version = f'mmcv-lite {mmcv.__version__} with backend/mmcv_ext.py'
+    except importlib.metadata.PackageNotFoundError:
+        mmcv_version = f'mmcv {mmcv.__version__}'
     return dict(cpu=cpu, cores=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                torch=torch.__version__, mmdet=mmdet.__version__, mmcv=mmcv.__version__,
+                torch=torch.__version__, mmdet=mmdet.__version__, mmcv=mmcv_version,
                 mmengine=mmengine.__version__, python=platform.python_version(),
                 date=datetime.datetime.now().isoformat(timespec='seconds'),
                 quick=quick, device=device)
@@ -142,9 +148,11 @@ def markdown(report):
              + ' --markdown docs/benchmark.md`; '
              'do not edit the tables by hand (the sections after them are written by hand '
              'and kept). Ratio = median(ours) / median(mmdet), lower is better; '
-             "a name's ratio is its worst case.", '',
+             "a name's ratio is its worst case. The onnxruntime rows time our detector "
+             'exported by tools/export.py, in onnxruntime (ours), against the same weights '
+             'in PyTorch eager (theirs).', '',
              f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
-             f"{m['device']}; torch {m['torch']}, mmdet {m['mmdet']}, mmcv {m['mmcv']}, "
+             f"{m['device']}; torch {m['torch']}, mmdet {m['mmdet']}, {m['mmcv']}, "
              f"Python {m['python']}; {m['date']}" + (' (quick run)' if m['quick'] else ''), '',
              '| name | case | ours ms | theirs ms | ratio | goal | met? |',
              '| --- | --- | ---: | ---: | ---: | ---: | --- |']

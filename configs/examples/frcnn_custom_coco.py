@@ -10,6 +10,10 @@
 #                                   "bbox": [x, y, w, h], "area", "iscrowd"}],
 #                                 "categories": [{"id", "name"}]
 #       images/<file_name>
+# Exports with one folder per split and the JSON beside the images (Roboflow's
+# train/_annotations.coco.json, valid/..., test/...): set each loader's ann_file and
+# data_prefix as README's "COCO-format data" shows, and leave the exporter's project
+# category (id 0, which labels no box) out of `classes`.
 # `classes` are matched to the categories by name and must be listed in the order of
 # "categories" (mmdet numbers the labels that way). ScratchCocoDataset stops loading on
 # what it cannot use (a missing image, a bbox that is not 4 numbers, classes not among
