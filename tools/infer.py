@@ -90,8 +90,14 @@ def main(argv=None):
     device = args.device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
     cfg = Config.fromfile(args.config)
     if args.checkpoint.endswith('.onnx'):
-        from frcnn_plugin.deploy.onnx_runtime_detector import load_onnx_detector
-        model = load_onnx_detector(cfg, args.checkpoint)
+        from frcnn_plugin.deploy.onnx_runtime_detector import (
+            UnloadableOnnxModel,
+            load_onnx_detector,
+        )
+        try:
+            model = load_onnx_detector(cfg, args.checkpoint)
+        except UnloadableOnnxModel as error:
+            sys.exit(f'tools/infer.py: {error}')
     else:
         model = load_detector(cfg, args.checkpoint, device)
     pipeline = Compose(inference_pipeline(cfg))

@@ -26,6 +26,10 @@ from frcnn_plugin.utils.mmdet_tools import run_mmdet_tool  # noqa: E402
 if __name__ == '__main__':
     positional = [arg for arg in sys.argv[1:3] if not arg.startswith('-')]
     if len(positional) == 2 and positional[1].endswith('.onnx'):
-        import frcnn_plugin.deploy  # noqa: F401  registers ScratchOnnxRuntimeRunner
+        from frcnn_plugin.deploy import UnloadableOnnxModel, open_onnx_model
+        try:  # a file onnxruntime cannot run: one line now, not a traceback in the runner
+            open_onnx_model(positional[1])
+        except UnloadableOnnxModel as error:
+            sys.exit(f'tools/test.py: {error}')
         sys.argv += ['--cfg-options', 'runner_type=ScratchOnnxRuntimeRunner']
     run_mmdet_tool('test.py', loaders=('test_dataloader',))

@@ -5,8 +5,7 @@ ONNX domain."""
 import json
 import os
 import os.path as osp
-from collections import Counter
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 
@@ -71,8 +70,3 @@ def check_standard(model) -> None:
     if foreign or model.functions:
         raise ValueError(f'the graph uses non-standard operators: '
                          f'{foreign + [f.name for f in model.functions]}')
-
-
-def op_counts(model) -> Dict[str, int]:
-    """``{op_type: number of nodes}``, most frequent first."""
-    return dict(Counter(node.op_type for node in model.graph.node).most_common())

@@ -13,6 +13,46 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from ..boxes import rescale_boxes
+from .export import INPUT_NAMES
+
+
+class UnloadableOnnxModel(ValueError):
+    """An ``.onnx`` file that onnxruntime cannot run as an exported detector (one line,
+    naming the file)."""
+
+
+def open_onnx_model(onnx_file: str, num_threads: int = 0):
+    """``(onnxruntime.InferenceSession, class names or None)`` of an exported model;
+    :class:`UnloadableOnnxModel` for a missing file, one onnxruntime cannot load (not a
+    protobuf, an unknown operator...), one without the graph's inputs, or ``classes``
+    metadata that is not a JSON list of names."""
+    import onnxruntime
+
+    if not os.path.isfile(onnx_file):
+        raise UnloadableOnnxModel(f'ONNX model not found: {onnx_file}')
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    try:
+        session = onnxruntime.InferenceSession(onnx_file, options,
+                                               providers=['CPUExecutionProvider'])
+    except Exception as error:  # onnxruntime's own error types, one per failure kind
+        reason = str(error).strip().split('\n')[0]
+        raise UnloadableOnnxModel(f'{onnx_file}: onnxruntime cannot load it: {reason}')
+    inputs = [i.name for i in session.get_inputs()]
+    if inputs != INPUT_NAMES:
+        raise UnloadableOnnxModel(f'{onnx_file}: inputs {inputs}, not those of '
+                                  f'tools/export.py {INPUT_NAMES}')
+    metadata = session.get_modelmeta().custom_metadata_map
+    if 'classes' not in metadata:
+        return session, None
+    try:
+        classes = json.loads(metadata['classes'])
+    except json.JSONDecodeError:
+        classes = None
+    if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise UnloadableOnnxModel(f'{onnx_file}: its "classes" metadata is not a JSON list '
+                                  'of names')
+    return session, tuple(classes)
 
 
 @MODELS.register_module()
@@ -36,17 +76,7 @@ class ScratchOnnxRuntimeDetector(BaseDetector):
     def __init__(self, onnx_file: str, data_preprocessor: Optional[dict] = None,
                  num_threads: int = 0, init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        import onnxruntime
-
-        if not os.path.isfile(onnx_file):
-            raise FileNotFoundError(f'ONNX model not found: {onnx_file}')
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = num_threads
-        self.session = onnxruntime.InferenceSession(onnx_file, options,
-                                                    providers=['CPUExecutionProvider'])
-        metadata = self.session.get_modelmeta().custom_metadata_map
-        self.onnx_classes = tuple(json.loads(metadata['classes'])) \
-            if 'classes' in metadata else None
+        self.session, self.onnx_classes = open_onnx_model(onnx_file, num_threads)
 
     def run(self, image: Tensor, img_shape) -> InstanceData:
         """One ``(1, 3, H, W)`` image -> ``InstanceData(bboxes, scores, labels)`` in the
