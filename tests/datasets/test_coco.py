@@ -1,10 +1,9 @@
 import json
-import logging
 
 import pytest
 from coco_files import TRAIN, write_coco
+from log_capture import log_of
 from mmdet.registry import DATASETS
-from mmengine.logging import MMLogger
 
 from frcnn_plugin.datasets import DatasetError, Defect, ScratchCocoDataset
 
@@ -171,20 +170,6 @@ def test_image_without_size_names_its_file(tmp_path):
     with pytest.raises(DatasetError) as error:
         build(tmp_path)
     assert str(error.value) == f'{path}: image 2 (b.jpg) has no width, height'
-
-
-def log_of(build_dataset):
-    """The dataset built, and the warnings it logged."""
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        dataset = build_dataset()
-    finally:
-        logger.removeHandler(handler)
-    return dataset, [r.getMessage() for r in records]
 
 
 def test_sizes_come_from_the_files_and_every_skip_is_logged(tmp_path):

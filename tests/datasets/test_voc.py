@@ -1,8 +1,7 @@
-import logging
 
 import pytest
+from log_capture import log_of
 from mmdet.registry import DATASETS
-from mmengine.logging import MMLogger
 from PIL import Image
 from voc_files import CLASSES, PUBLISHED, SPLITS, labelimg_xml, write_voc
 
@@ -157,17 +156,9 @@ def test_misspelt_class_is_logged_once_per_name(tmp_path):
         'a': [('helmat', (10, 10, 50, 50), 0), ('Person', (5, 5, 90, 190), 0)],
         'b': [('helmat', (60, 10, 90, 40), 0), ('person', (5, 5, 90, 190), 0)]},
         splits={'trainval': ['a', 'b']})
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        dataset = build(root)
-    finally:
-        logger.removeHandler(handler)
+    dataset, log = log_of(lambda: build(root))
     classes = "('helmet', 'vest', 'person', 'forklift')"
-    assert [r.getMessage() for r in records] == [
+    assert log == [
         f"ScratchVOCDataset: {root}/Annotations/a.xml:26: 1 object(s) named 'Person' "
         f"skipped: not in classes {classes} ('person' in classes is 'Person' but for "
         'spaces or case)',

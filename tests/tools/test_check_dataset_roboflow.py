@@ -4,7 +4,6 @@ the superclass category 0, exporter file names, 2048 x 1371 photos, small object
 every count is the file's, sizes are checked against the files, every box is accounted
 for in the log, empty classes and the anchor fit are reported."""
 import json
-import logging
 import subprocess
 import sys
 from collections import Counter
@@ -20,9 +19,9 @@ from coco_files import (
     roboflow_config,
     write_roboflow,
 )
+from log_capture import log_of
 from mmdet.registry import DATASETS
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 
 from frcnn_plugin.datasets import DatasetError
 
@@ -190,17 +189,8 @@ def test_training_log_accounts_for_every_box(repo, tmp_path):
     root = tmp_path / 'export'
     coco = size_mismatch(root)
     cfg = Config.fromfile(config(repo, tmp_path, root))
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    finally:
-        logger.removeHandler(handler)
+    dataset, log = log_of(lambda: DATASETS.build(cfg.train_dataloader.dataset))
     prefix = f'ScratchCocoDataset: {root}/train/_annotations.coco.json: '
-    log = [r.getMessage() for r in records]
     assert all(line.startswith(prefix) for line in log)
     counted = {}
     for line in log:
